@@ -1,0 +1,82 @@
+import { getSystemErrorName, inspect } from 'node:util';
+
+/**
+ * Error codes sockstate defines itself (system errors use the errno name,
+ * such as `EBADF`).
+ */
+export type SockstateErrorCode =
+  /** The call needs the native addon, which is not available here. */
+  | 'ERR_SOCKSTATE_UNSUPPORTED'
+  /** The target has no file descriptor (destroyed, not yet connected, or TLS over a JS stream). */
+  | 'ERR_SOCKSTATE_NO_FD'
+  /** takeSocketError() on a socket that is still connecting. */
+  | 'ERR_SOCKSTATE_CONNECTING';
+
+/**
+ * The error class for everything sockstate reports besides argument type
+ * errors. Like Node's system errors it carries `code`, and for failed
+ * syscalls `errno` (negative, as in Node) and `syscall`, with the message
+ * `` `${syscall} ${code}` ``.
+ */
+export class SockstateError extends Error {
+  /** `'ECONNRESET'`, `'EBADF'`, … or one of {@link SockstateErrorCode}. */
+  readonly code: string;
+  /** Negative errno for system errors, as Node reports it; else undefined. */
+  readonly errno: number | undefined;
+  /** The failed system call (`'getsockopt'`, `'poll'`, …); else undefined. */
+  readonly syscall: string | undefined;
+
+  /**
+   * @param message - Human-readable text.
+   * @param code - errno name or a sockstate code.
+   * @param errno - Negative errno, for system errors.
+   * @param syscall - The system call that failed, for system errors.
+   */
+  constructor(message: string, code: string, errno?: number, syscall?: string) {
+    super(message);
+    this.name = 'SockstateError';
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+/** A system error from a negative errno: code, errno and syscall set. */
+export function systemError(negErrno: number, syscall: string, detail?: string): SockstateError {
+  const code = getSystemErrorName(negErrno);
+  const message = detail === undefined ? `${syscall} ${code}` : `${syscall} ${code} (${detail})`;
+  return new SockstateError(message, code, negErrno, syscall);
+}
+
+/** A sockstate-specific error without errno. */
+export function codedError(code: SockstateErrorCode, message: string): SockstateError {
+  return new SockstateError(message, code);
+}
+
+function describeReceived(value: unknown): string {
+  if (value === null || value === undefined) return ` Received ${String(value)}`;
+  if (typeof value === 'function') return ` Received function ${value.name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const ctor = (value as { constructor?: { name?: string } }).constructor;
+    return ctor?.name ? ` Received an instance of ${ctor.name}` : ` Received ${inspect(value, { depth: -1 })}`;
+  }
+  let shown = inspect(value, { colors: false });
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  return ` Received type ${typeof value} (${shown})`;
+}
+
+/** Node-style `ERR_INVALID_ARG_TYPE`: a TypeError naming the argument. */
+export function invalidArgType(name: string, expected: string, value: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument must be ${expected}.${describeReceived(value)}`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** Node-style `ERR_OUT_OF_RANGE`: a RangeError naming the argument. */
+export function outOfRange(name: string, range: string, value: unknown): RangeError {
+  const err = new RangeError(
+    `The value of "${name}" is out of range. It must be ${range}. Received ${inspect(value)}`,
+  );
+  (err as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
+  return err;
+}

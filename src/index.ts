@@ -1,0 +1,130 @@
+/**
+ * sockstate: what state a TCP connection is really in, read synchronously
+ * and without side effects from the kernel.
+ *
+ * @packageDocumentation
+ */
+import * as net from 'node:net';
+import { codedError, SockstateError, systemError } from './errors';
+import { flagsState } from './flags';
+import { createKernelProbe } from './kernel';
+import { loadError, native } from './native';
+import type { ConnectionState } from './state';
+import { missingFdReason, type Target, targetFd } from './target';
+import type { TcpInfo } from './tcp-info';
+
+export { SockstateError } from './errors';
+export type { SockstateErrorCode } from './errors';
+export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } from './state';
+export type { Target } from './target';
+export type { TcpInfo } from './tcp-info';
+
+const kernel = native === null ? null : createKernelProbe(native);
+
+/**
+ * True when the native probe is loaded (Linux with the addon built). When
+ * false, {@link connectionState} answers from socket flags
+ * (`source: 'flags'`) and the kernel-only calls throw
+ * `ERR_SOCKSTATE_UNSUPPORTED`.
+ */
+export const supported: boolean = kernel !== null;
+
+/** Why the native probe is not loaded, or `null` when it is. */
+export const unsupportedReason: string | null = loadError === null ? null : loadError.message;
+
+/**
+ * The error {@link takeSocketError} returns: a system error taken from
+ * `SO_ERROR`.
+ */
+export type SocketError = SockstateError & { readonly errno: number; readonly syscall: 'getsockopt' };
+
+function unsupported(what: string): SockstateError {
+  return codedError(
+    'ERR_SOCKSTATE_UNSUPPORTED',
+    `${what} needs the native probe, which is not available: ${unsupportedReason ?? 'unknown reason'}`,
+  );
+}
+
+function noFd(what: string, target: net.Socket | net.Server, sentinel: number): SockstateError {
+  return codedError('ERR_SOCKSTATE_NO_FD', `${what}: ${missingFdReason(target, sentinel)}`);
+}
+
+/**
+ * What state a connection is in, from the kernel, synchronously. Never
+ * destructive: it reads `TCP_INFO` and `poll(2)` (plus `SIOCINQ`/`SIOCOUTQ`
+ * only when there is something to count) and never `SO_ERROR`, so the
+ * socket's owner still sees every error and event it would have seen.
+ *
+ * A socket without an fd (destroyed, connect not yet issued, TLS over a JS
+ * stream) and every socket when {@link supported} is false are answered
+ * from Node's flags, with `source: 'flags'`.
+ *
+ * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @returns A new {@link ConnectionState} object.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd.
+ * @throws SockstateError a system error for an fd the kernel rejects:
+ *   `EBADF` (closed), `ENOTSOCK` (not a socket), `EOPNOTSUPP` (a datagram
+ *   socket); `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without the addon.
+ */
+export function connectionState(target: Target): ConnectionState {
+  const fd = targetFd(target, 'target');
+  if (fd >= 0 && kernel !== null) return kernel.state(fd);
+  if (typeof target === 'number') throw unsupported('connectionState() on a raw fd');
+  return flagsState(target);
+}
+
+/**
+ * The kernel's `struct tcp_info` for a TCP socket, every field up to the
+ * Linux 6.18 layout; fields the running kernel does not fill are undefined.
+ *
+ * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`
+ *   for a bad argument.
+ * @throws SockstateError `ERR_SOCKSTATE_NO_FD` for a socket without an fd;
+ *   `ERR_SOCKSTATE_UNSUPPORTED` without the addon; a system error from
+ *   `getsockopt`: `EOPNOTSUPP` for AF_UNIX and UDP sockets, `ENOTSOCK`,
+ *   `EBADF`.
+ */
+export function tcpInfo(target: Target): TcpInfo {
+  const fd = targetFd(target, 'target');
+  if (kernel === null) throw unsupported('tcpInfo()');
+  if (fd < 0) throw noFd('tcpInfo()', target as net.Socket | net.Server, fd);
+  return kernel.tcpInfo(fd);
+}
+
+/**
+ * The one destructive call, named so: reads **and clears** the socket's
+ * pending error (`SO_ERROR`). Returns `null` when none was pending.
+ *
+ * On a `net.Socket`, a non-zero error taken is handed back: the socket is
+ * destroyed with it, so its `'error'` listeners still receive it. A socket
+ * that is still connecting is refused, since taking its error would make
+ * Node report `'connect'` instead of the failure.
+ *
+ * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @returns The pending error as a {@link SocketError}, or null.
+ * @throws SockstateError `ERR_SOCKSTATE_CONNECTING` for a connecting socket;
+ *   `ERR_SOCKSTATE_NO_FD` for a socket without an fd;
+ *   `ERR_SOCKSTATE_UNSUPPORTED` without the addon; a system error (`EBADF`,
+ *   `ENOTSOCK`) from `getsockopt`.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`
+ *   for a bad argument.
+ */
+export function takeSocketError(target: Target): SocketError | null {
+  const fd = targetFd(target, 'target');
+  if (target instanceof net.Socket && target.connecting) {
+    throw codedError(
+      'ERR_SOCKSTATE_CONNECTING',
+      'takeSocketError(): the socket is still connecting; taking its error now would make Node report a connect',
+    );
+  }
+  if (native === null) throw unsupported('takeSocketError()');
+  if (fd < 0) throw noFd('takeSocketError()', target as net.Socket | net.Server, fd);
+  const rc = native.soError(fd);
+  if (rc < 0) throw systemError(rc, 'getsockopt');
+  if (rc === 0) return null;
+  const err = systemError(-rc, 'getsockopt') as SocketError;
+  if (target instanceof net.Socket) target.destroy(err);
+  return err;
+}

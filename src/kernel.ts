@@ -1,0 +1,84 @@
+import type { NativeBinding } from './native';
+import { systemError } from './errors';
+import { type ConnectionState, type TcpStateName, streamStatus, tcpStatus } from './state';
+import { createTcpInfoDecoder, type TcpInfo } from './tcp-info';
+
+/** The kernel-backed half of the API, built once around the binding. */
+export interface KernelProbe {
+  /** Number of int32 slots per probed fd. */
+  readonly slots: number;
+  /** Probes one fd. @throws SockstateError for a failed syscall. */
+  state(fd: number): ConnectionState;
+  /** Maps the probe slots at `raw[base…]` (filled by the binding) to a state. */
+  stateAt(raw: Int32Array, base: number): ConnectionState;
+  /** `struct tcp_info` for one fd. @throws SockstateError for a failed getsockopt. */
+  tcpInfo(fd: number): TcpInfo;
+}
+
+/** Binds the slot positions and flag bits the addon exports into closures. */
+export function createKernelProbe(native: NativeBinding): KernelProbe {
+  const S = native.probeSlots;
+  const KIND = S.KIND;
+  const STATE = S.STATE;
+  const REVENTS = S.REVENTS;
+  const UNREAD = S.UNREAD;
+  const UNSENT = S.UNSENT;
+  const UNACKED = S.UNACKED;
+  const RETRANSMITS = S.RETRANSMITS;
+  const PROBES = S.PROBES;
+  const BACKOFF = S.BACKOFF;
+  const LISTENING = S.LISTENING;
+  const SYSCALL = S.SYSCALL;
+  const KIND_TCP = native.probeKinds.TCP;
+  const { POLLERR, POLLHUP, POLLRDHUP } = native.pollFlags;
+  const names = native.tcpStates;
+  const syscalls = native.probeSyscalls;
+  const out = new Int32Array(S.COUNT);
+  const decoder = createTcpInfoDecoder(native.tcpInfoLayout, names);
+
+  function stateAt(raw: Int32Array, b: number): ConnectionState {
+    const revents = raw[b + REVENTS]!;
+    const pendingError = (revents & POLLERR) !== 0;
+    const readClosed = (revents & POLLRDHUP) !== 0;
+    if (raw[b + KIND] === KIND_TCP) {
+      const tcpState = (names[raw[b + STATE]!] ?? 'UNKNOWN') as TcpStateName;
+      const stalled = raw[b + RETRANSMITS]! > 0 || raw[b + PROBES]! > 0 || raw[b + BACKOFF]! > 0;
+      return {
+        status: tcpStatus(tcpState, pendingError, stalled),
+        tcpState,
+        pendingError,
+        readClosed,
+        unreadBytes: raw[b + UNREAD]!,
+        unsentBytes: raw[b + UNSENT]!,
+        unackedBytes: raw[b + UNACKED]!,
+        stalled,
+        source: 'kernel',
+      };
+    }
+    return {
+      status: streamStatus(raw[b + LISTENING] === 1, pendingError, (revents & POLLHUP) !== 0, readClosed),
+      tcpState: null,
+      pendingError,
+      readClosed,
+      unreadBytes: raw[b + UNREAD]!,
+      unsentBytes: raw[b + UNSENT]!,
+      unackedBytes: raw[b + UNACKED]!,
+      stalled: false,
+      source: 'kernel',
+    };
+  }
+
+  function state(fd: number): ConnectionState {
+    const rc = native.probe(fd, out);
+    if (rc !== 0) throw systemError(rc, syscalls[out[SYSCALL]!] ?? 'getsockopt');
+    return stateAt(out, 0);
+  }
+
+  function tcpInfo(fd: number): TcpInfo {
+    const n = native.tcpInfo(fd, decoder.buffer);
+    if (n < 0) throw systemError(n, 'getsockopt');
+    return decoder.decode(n);
+  }
+
+  return { slots: S.COUNT, state, stateAt, tcpInfo };
+}

@@ -1,0 +1,97 @@
+/**
+ * The one module that loads the compiled addon. Everything else imports
+ * {@link native} from here, so the loader can change in one place.
+ *
+ * @packageDocumentation
+ */
+import bindings from 'bindings';
+
+/** `[offset in the tcpInfo buffer, size in bytes, struct length needed]`. */
+export type LayoutField = readonly [offset: number, size: number, end: number];
+
+/** Raw binding as the C++ side registers it (native/addon.cc). */
+export interface NativeBinding {
+  /** True when the addon was built with the Linux probes. */
+  readonly platformSupported: boolean;
+  /** Fills `out` (PROBE_SLOTS int32s) for one fd; returns 0 or -errno. */
+  probe(fd: number, out: Int32Array): number;
+  /** `poll(POLLIN|POLLOUT|POLLRDHUP, 0)`: revents or -errno. */
+  poll(fd: number): number;
+  /** Probes every fd into `out` (fds.length × PROBE_SLOTS); returns the count. */
+  probeMany(fds: Int32Array, out: Int32Array): number;
+  /** Copies `struct tcp_info` into `out`; returns the filled length or -errno. */
+  tcpInfo(fd: number, out: Uint8Array): number;
+  /** Reads (and clears) SO_ERROR: the pending errno (>= 0) or -errno. */
+  soError(fd: number): number;
+  /** SO_KEEPALIVE plus TCP_KEEPIDLE/KEEPINTVL/KEEPCNT (seconds; 0 = unchanged). */
+  setKeepAlive(fd: number, enable: 0 | 1, idleS: number, intervalS: number, count: number): number;
+  /** Fills `out` with [enabled, idleS, intervalS, count]; returns 0 or -errno. */
+  getKeepAlive(fd: number, out: Int32Array): number;
+  /** TCP_USER_TIMEOUT in ms; returns 0 or -errno. */
+  setUserTimeout(fd: number, ms: number): number;
+  /** TCP_USER_TIMEOUT in ms, or -errno. */
+  getUserTimeout(fd: number): number;
+  /** Positions in a probe's Int32Array. */
+  readonly probeSlots: {
+    readonly KIND: number;
+    readonly STATE: number;
+    readonly REVENTS: number;
+    readonly UNREAD: number;
+    readonly UNSENT: number;
+    readonly UNACKED: number;
+    readonly RETRANSMITS: number;
+    readonly PROBES: number;
+    readonly BACKOFF: number;
+    readonly INFO_LENGTH: number;
+    readonly LISTENING: number;
+    readonly RESULT: number;
+    readonly SYSCALL: number;
+    readonly COUNT: number;
+  };
+  /** Values of the KIND slot. */
+  readonly probeKinds: { readonly TCP: number; readonly STREAM: number };
+  /** Names of the calls the SYSCALL slot can point at. */
+  readonly probeSyscalls: readonly string[];
+  /** poll(2) bits as this platform defines them. */
+  readonly pollFlags: {
+    readonly POLLIN: number;
+    readonly POLLOUT: number;
+    readonly POLLERR: number;
+    readonly POLLHUP: number;
+    readonly POLLRDHUP: number;
+  };
+  /** Kernel TCP state names indexed by state number. */
+  readonly tcpStates: readonly (string | undefined)[];
+  /** Layout of the buffer tcpInfo() fills. */
+  readonly tcpInfoLayout: {
+    readonly size: number;
+    readonly bufferSize: number;
+    readonly fields: Readonly<Record<string, LayoutField>>;
+  };
+}
+
+function load(): { binding: NativeBinding | null; error: Error | null } {
+  if (process.env.SOCKSTATE_FORCE_FALLBACK === '1') {
+    return { binding: null, error: new Error('disabled by SOCKSTATE_FORCE_FALLBACK=1') };
+  }
+  try {
+    const binding = bindings('sockstate') as NativeBinding;
+    if (!binding.platformSupported) {
+      return { binding: null, error: new Error(`the native probe is Linux-only (this is ${process.platform})`) };
+    }
+    return { binding, error: null };
+  } catch (err) {
+    return { binding: null, error: err as Error };
+  }
+}
+
+const loaded = load();
+
+/** The addon, or `null` when it is unavailable (see {@link loadError}). */
+export const native: NativeBinding | null = loaded.binding;
+
+/**
+ * Why the addon is unavailable, or `null` when it loaded. For a missing
+ * build, the message lists the paths that were tried.
+ */
+export const loadError: Error | null = loaded.error;

@@ -1,0 +1,52 @@
+import * as net from 'node:net';
+import { invalidArgType, outOfRange } from './errors';
+
+/**
+ * What the functions accept: a `net.Socket` (a `tls.TLSSocket` is one), a
+ * listening `net.Server`, or a raw file descriptor number.
+ */
+export type Target = net.Socket | net.Server | number;
+
+/** targetFd(): the object has no handle (destroyed, closed, never connected). */
+export const NO_HANDLE = -1;
+/** targetFd(): the handle has no kernel fd (connect not yet issued, or a JS stream). */
+export const NO_FD = -2;
+
+const FD_MAX = 0x7fffffff;
+const TARGET_TYPES = 'an instance of net.Socket, tls.TLSSocket or net.Server, or a file descriptor number';
+
+/**
+ * The only place that reads `_handle`: called at the start of every public
+ * call, so the fd is never kept between calls (fds are reused at once after
+ * `destroy()`). Returns the fd, or {@link NO_HANDLE} / {@link NO_FD}.
+ *
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for anything but a Target.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number that is not an fd.
+ */
+export function targetFd(target: unknown, name: string): number {
+  if (typeof target === 'number') {
+    if (Number.isInteger(target) && target >= 0 && target <= FD_MAX) return target;
+    throw outOfRange(name, `an integer >= 0 and <= ${FD_MAX}`, target);
+  }
+  if (target instanceof net.Socket || target instanceof net.Server) {
+    const handle = (target as unknown as { _handle?: { fd?: unknown } | null })._handle;
+    if (handle === null || handle === undefined) return NO_HANDLE;
+    const fd = handle.fd;
+    return typeof fd === 'number' && fd >= 0 ? fd : NO_FD;
+  }
+  throw invalidArgType(name, TARGET_TYPES, target);
+}
+
+/** Checks the argument type only (for calls that never need the fd). */
+export function assertTarget(target: unknown, name: string): asserts target is Target {
+  targetFd(target, name);
+}
+
+/** Why a socket object has no fd, for error messages. */
+export function missingFdReason(target: net.Socket | net.Server, sentinel: number): string {
+  if (target instanceof net.Server) return 'the server is not listening';
+  if (target.destroyed) return 'the socket is destroyed';
+  if (target.connecting) return 'the socket is still connecting';
+  if (sentinel === NO_FD) return 'the socket has no file descriptor (a TLS socket over a JS stream, or not yet open)';
+  return 'the socket is not connected';
+}
