@@ -21,7 +21,7 @@ export function flagsState(target: net.Socket | net.Server): ConnectionState {
       source: 'flags',
     };
   }
-  const status = flagsStatus(target.destroyed, target.readyState);
+  const status = flagsStatus(target.destroyed, target.pending, target.readyState);
   return {
     status,
     tcpState: null,

@@ -131,12 +131,15 @@ export function streamStatus(listening: boolean, pendingError: boolean, hangup: 
 export type ReadyState = 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed';
 
 /**
- * The status pure JavaScript can infer from a socket's flags: what code
- * without the addon sees. It lags the kernel (a peer's FIN shows only once
+ * The status pure JavaScript can infer from a socket's flags (`destroyed`,
+ * `pending`, `readyState`): what code without the addon sees. It lags the kernel (a peer's FIN shows only once
  * Node has read it and the data before it has been consumed).
  */
-export function flagsStatus(destroyed: boolean, readyState: ReadyState): ConnectionStatus {
+export function flagsStatus(destroyed: boolean, pending: boolean, readyState: ReadyState): ConnectionStatus {
   if (destroyed) return 'closed';
+  if (readyState === 'opening') return 'connecting';
+  // `pending` without `connecting`: never connected (readyState says 'open').
+  if (pending) return 'closed';
   switch (readyState) {
     case 'opening':
       return 'connecting';
