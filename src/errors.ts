@@ -41,9 +41,14 @@ export class SockstateError extends Error {
   }
 }
 
-/** A system error from a negative errno: code, errno and syscall set. */
+/**
+ * A system error from a negative errno: code, errno and syscall set. Linux
+ * gives ENOTSUP and EOPNOTSUPP one number and libuv names it ENOTSUP; every
+ * call here is a socket call, for which the kernel means EOPNOTSUPP.
+ */
 export function systemError(negErrno: number, syscall: string, detail?: string): SockstateError {
-  const code = getSystemErrorName(negErrno);
+  const name = getSystemErrorName(negErrno);
+  const code = name === 'ENOTSUP' ? 'EOPNOTSUPP' : name;
   const message = detail === undefined ? `${syscall} ${code}` : `${syscall} ${code} (${detail})`;
   return new SockstateError(message, code, negErrno, syscall);
 }

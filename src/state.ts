@@ -132,8 +132,8 @@ export type ReadyState = 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed
 
 /**
  * The status pure JavaScript can infer from a socket's flags (`destroyed`,
- * `pending`, `readyState`): what code without the addon sees. It lags the kernel (a peer's FIN shows only once
- * Node has read it and the data before it has been consumed).
+ * `pending`, `readyState`): what code without the addon sees. It lags the
+ * kernel: a peer's FIN or RST shows only once Node's event loop has read it.
  */
 export function flagsStatus(destroyed: boolean, pending: boolean, readyState: ReadyState): ConnectionStatus {
   if (destroyed) return 'closed';
@@ -141,8 +141,6 @@ export function flagsStatus(destroyed: boolean, pending: boolean, readyState: Re
   // `pending` without `connecting`: never connected (readyState says 'open').
   if (pending) return 'closed';
   switch (readyState) {
-    case 'opening':
-      return 'connecting';
     case 'open':
       return 'open';
     case 'writeOnly':

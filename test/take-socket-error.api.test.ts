@@ -1,0 +1,107 @@
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectionState, SockstateError, supported, takeSocketError } from '../src/index';
+import { connectPair, listen, type Pair } from './helpers/sockets';
+
+const pairs: Pair[] = [];
+afterEach(() => {
+  while (pairs.length) pairs.pop()!.close();
+});
+async function pair(): Promise<Pair> {
+  const p = await connectPair();
+  pairs.push(p);
+  return p;
+}
+
+function caught(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}
+
+describe.runIf(supported)('takeSocketError with the native probe', () => {
+  it('returns null on a healthy connection, and on CLOSE_WAIT: SO_ERROR 0 does not mean closed', async () => {
+    const { client, peer } = await pair();
+    expect(takeSocketError(client)).toBeNull();
+    client.pause();
+    peer.end();
+    const deadline = Date.now() + 3000;
+    while (connectionState(client).tcpState !== 'CLOSE_WAIT' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(connectionState(client).status).toBe('peerClosed');
+    expect(takeSocketError(client)).toBeNull();
+    expect(client.destroyed).toBe(false);
+  });
+
+  it('takes a pending ECONNRESET and hands it back: the socket emits that same error', async () => {
+    const { client, peer } = await pair();
+    const errored = once(client, 'error');
+    peer.resetAndDestroy();
+    // Synchronously, before Node's loop has read the RST.
+    expect(connectionState(client)).toMatchObject({ status: 'reset', pendingError: true });
+    const err = takeSocketError(client);
+    expect(err).toBeInstanceOf(SockstateError);
+    expect(err).toMatchObject({ code: 'ECONNRESET', errno: -104, syscall: 'getsockopt' });
+    expect(err!.message).toBe('getsockopt ECONNRESET');
+    expect(client.destroyed).toBe(true);
+    const [emitted] = await errored;
+    expect(emitted).toBe(err);
+  });
+
+  it('on a raw fd: reads and clears the error; a second read returns null', async () => {
+    const { client, peer } = await pair();
+    client.pause();
+    const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+    peer.resetAndDestroy();
+    const err = takeSocketError(fd);
+    expect(err).toMatchObject({ code: 'ECONNRESET', syscall: 'getsockopt' });
+    expect(takeSocketError(fd)).toBeNull();
+    // The raw fd was not handed back to anyone: the socket is still there.
+    expect(client.destroyed).toBe(false);
+    expect(connectionState(client)).toMatchObject({ status: 'closed', tcpState: 'CLOSE', pendingError: false });
+  });
+
+  it('refuses a connecting socket, which then still connects normally', async () => {
+    const server = net.createServer();
+    const port = await listen(server);
+    try {
+      const client = net.connect({ port, host: '127.0.0.1' });
+      expect(caught(() => takeSocketError(client))).toMatchObject({ code: 'ERR_SOCKSTATE_CONNECTING' });
+      await once(client, 'connect');
+      client.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a destroyed socket: ERR_SOCKSTATE_NO_FD', async () => {
+    const { client } = await pair();
+    client.destroy();
+    expect(caught(() => takeSocketError(client))).toMatchObject({ code: 'ERR_SOCKSTATE_NO_FD' });
+  });
+
+  it('a listening server: null', async () => {
+    const server = net.createServer();
+    await listen(server);
+    try {
+      expect(takeSocketError(server)).toBeNull();
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe.runIf(!supported)('takeSocketError without the addon', () => {
+  it('throws ERR_SOCKSTATE_UNSUPPORTED and leaves the socket alone', async () => {
+    const { client } = await pair();
+    const err = caught(() => takeSocketError(client));
+    expect(err).toBeInstanceOf(SockstateError);
+    expect(err).toMatchObject({ code: 'ERR_SOCKSTATE_UNSUPPORTED' });
+    expect(client.destroyed).toBe(false);
+  });
+});
