@@ -1,18 +1,10 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectionState, SockstateError, supported, takeSocketError } from '../src/index';
-import { connectPair, listen, type Pair } from './helpers/sockets';
+import { listen, pairsClosedAfterEach } from './helpers/sockets';
 
-const pairs: Pair[] = [];
-afterEach(() => {
-  while (pairs.length) pairs.pop()!.close();
-});
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  pairs.push(p);
-  return p;
-}
+const pair = pairsClosedAfterEach();
 
 function caught(fn: () => unknown): unknown {
   try {

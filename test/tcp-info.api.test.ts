@@ -1,20 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SockstateError, supported, tcpInfo } from '../src/index';
 import { native } from '../src/native';
 import { createTcpInfoDecoder } from '../src/tcp-info';
-import { connectPair, listen, type Pair } from './helpers/sockets';
+import { listen, pairsClosedAfterEach } from './helpers/sockets';
 
-const pairs: Pair[] = [];
-afterEach(() => {
-  while (pairs.length) pairs.pop()!.close();
-});
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  pairs.push(p);
-  return p;
-}
+const pair = pairsClosedAfterEach();
 
 /** `ss -tin` for the one established connection whose local port is `port`. */
 function ssInfo(port: number): Record<string, string> {

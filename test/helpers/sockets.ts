@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { afterEach } from 'vitest';
 
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
@@ -59,6 +60,22 @@ export async function connectPair(host = '127.0.0.1'): Promise<Pair> {
       peer.destroy();
       server.close();
     },
+  };
+}
+
+/**
+ * Returns a connectPair() whose pairs are closed after each test of the
+ * file that calls this (at module level).
+ */
+export function pairsClosedAfterEach(): (host?: string) => Promise<Pair> {
+  const open: Pair[] = [];
+  afterEach(() => {
+    while (open.length) open.pop()!.close();
+  });
+  return async (host?: string) => {
+    const p = await connectPair(host);
+    open.push(p);
+    return p;
   };
 }
 
