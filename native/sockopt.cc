@@ -25,6 +25,17 @@ int SetInt(int fd, int level, int name, int value) {
   return 0;
 }
 
+// 0 for a TCP socket, else -errno: EOPNOTSUPP for any other socket (the
+// kernel would accept SO_KEEPALIVE on AF_UNIX or UDP and answer the TCP
+// options with EOPNOTSUPP or ENOPROTOOPT depending on the family), and
+// EBADF / ENOTSOCK as setsockopt itself would give them.
+int RequireTcp(int fd) {
+  int32_t protocol = 0;
+  int rc = GetInt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol);
+  if (rc != 0) return rc;
+  return protocol == IPPROTO_TCP ? 0 : -EOPNOTSUPP;
+}
+
 // soError(fd) -> pending errno (>= 0) | -errno. Reading SO_ERROR clears
 // the error: only takeSocketError() calls this.
 Napi::Value SoError(const Napi::CallbackInfo& info) {
@@ -36,6 +47,7 @@ Napi::Value SoError(const Napi::CallbackInfo& info) {
 }
 
 // setKeepAlive(fd, enable, idleSeconds, intervalSeconds, count) -> 0|-errno.
+// TCP sockets only (-EOPNOTSUPP otherwise, also when disabling).
 // The three tunables are set before SO_KEEPALIVE, so the first probe
 // timer already uses them; 0 leaves a tunable unchanged.
 Napi::Value SetKeepAlive(const Napi::CallbackInfo& info) {
@@ -47,8 +59,8 @@ Napi::Value SetKeepAlive(const Napi::CallbackInfo& info) {
     return Napi::Value();
   }
   Napi::Env env = info.Env();
-  int rc = 0;
-  if (enable) {
+  int rc = RequireTcp(fd);
+  if (rc == 0 && enable) {
     if (idle > 0) rc = SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle);
     if (rc == 0 && interval > 0) {
       rc = SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval);
@@ -68,7 +80,8 @@ Napi::Value GetKeepAlive(const Napi::CallbackInfo& info) {
   if (!FdArg(info, 0, &fd) || !Int32ArrayArg(info, 1, 4, &out, &length)) {
     return Napi::Value();
   }
-  int rc = GetInt(fd, SOL_SOCKET, SO_KEEPALIVE, &out[0]);
+  int rc = RequireTcp(fd);
+  if (rc == 0) rc = GetInt(fd, SOL_SOCKET, SO_KEEPALIVE, &out[0]);
   if (rc == 0) rc = GetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &out[1]);
   if (rc == 0) rc = GetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &out[2]);
   if (rc == 0) rc = GetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, &out[3]);
@@ -81,8 +94,9 @@ Napi::Value SetUserTimeout(const Napi::CallbackInfo& info) {
   if (!FdArg(info, 0, &fd) || !IntArg(info, 1, 0, INT32_MAX, &ms)) {
     return Napi::Value();
   }
-  return Napi::Number::New(info.Env(),
-                           SetInt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, ms));
+  int rc = RequireTcp(fd);
+  if (rc == 0) rc = SetInt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, ms);
+  return Napi::Number::New(info.Env(), rc);
 }
 
 // getUserTimeout(fd) -> ms (>= 0) | -errno.
@@ -90,7 +104,8 @@ Napi::Value GetUserTimeout(const Napi::CallbackInfo& info) {
   int fd;
   if (!FdArg(info, 0, &fd)) return Napi::Value();
   int32_t ms = 0;
-  int rc = GetInt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms);
+  int rc = RequireTcp(fd);
+  if (rc == 0) rc = GetInt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms);
   return Napi::Number::New(info.Env(), rc != 0 ? rc : ms);
 }
 

@@ -14,6 +14,20 @@ import { missingFdReason, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
 export { SockstateError } from './errors';
+export { probeMany } from './probe-many';
+export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';
+export {
+  getKeepAlive,
+  getUserTimeout,
+  KEEPALIVE_MAX_COUNT,
+  KEEPALIVE_MAX_SECONDS,
+  setKeepAlive,
+  setUserTimeout,
+  USER_TIMEOUT_MAX_MS,
+} from './sockopt';
+export type { KeepAliveOptions, KeepAliveSettings } from './sockopt';
+export { ConnectionWatcher, watch } from './watch';
+export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './watch';
 export type { SockstateErrorCode } from './errors';
 export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } from './state';
 export type { Target } from './target';

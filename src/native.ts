@@ -23,13 +23,13 @@ export interface NativeBinding {
   tcpInfo(fd: number, out: Uint8Array): number;
   /** Reads (and clears) SO_ERROR: the pending errno (>= 0) or -errno. */
   soError(fd: number): number;
-  /** SO_KEEPALIVE plus TCP_KEEPIDLE/KEEPINTVL/KEEPCNT (seconds; 0 = unchanged). */
+  /** SO_KEEPALIVE plus TCP_KEEPIDLE/KEEPINTVL/KEEPCNT (seconds; 0 = unchanged). TCP only: -EOPNOTSUPP for other sockets. */
   setKeepAlive(fd: number, enable: 0 | 1, idleS: number, intervalS: number, count: number): number;
-  /** Fills `out` with [enabled, idleS, intervalS, count]; returns 0 or -errno. */
+  /** Fills `out` with [enabled, idleS, intervalS, count]; returns 0 or -errno. TCP only: -EOPNOTSUPP for other sockets. */
   getKeepAlive(fd: number, out: Int32Array): number;
-  /** TCP_USER_TIMEOUT in ms; returns 0 or -errno. */
+  /** TCP_USER_TIMEOUT in ms; returns 0 or -errno. TCP only: -EOPNOTSUPP for other sockets. */
   setUserTimeout(fd: number, ms: number): number;
-  /** TCP_USER_TIMEOUT in ms, or -errno. */
+  /** TCP_USER_TIMEOUT in ms, or -errno. TCP only: -EOPNOTSUPP for other sockets. */
   getUserTimeout(fd: number): number;
   /** Positions in a probe's Int32Array. */
   readonly probeSlots: {

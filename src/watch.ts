@@ -1,0 +1,224 @@
+/**
+ * Watching one connection over time: periodic, non-destructive samples.
+ *
+ * @packageDocumentation
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import { codedError, invalidArgType, outOfRange } from './errors';
+import { flagsState } from './flags';
+import { createKernelProbe } from './kernel';
+import { loadError, native } from './native';
+import type { ConnectionState } from './state';
+import { NO_HANDLE, type Target, targetFd } from './target';
+import type { TcpInfo } from './tcp-info';
+
+/** Options for {@link watch}. */
+export interface WatchOptions {
+  /** Time between samples, in ms: an integer, 1 … 2147483647. Default 1000. */
+  readonly intervalMs?: number;
+}
+
+/**
+ * Why a watcher ended:
+ * - `closed`: the socket or server closed (its `'close'` event, or it was
+ *   found destroyed); for a raw fd, the kernel reported a finished
+ *   connection (`closed`, `reset` or `errored`), after which the number
+ *   may be reused.
+ * - `stopped`: {@link ConnectionWatcher.stop} was called.
+ * - `error`: a probe failed (for a raw fd, typically `EBADF`: it was closed).
+ */
+export type WatchEndReason = 'closed' | 'stopped' | 'error';
+
+/** The payload of a watcher's `'end'` event. */
+export interface WatchEnd {
+  /** Why it ended. */
+  readonly reason: WatchEndReason;
+  /** The last state observed (for `closed` on a socket: the closed state from its flags). */
+  readonly state: ConnectionState;
+  /** The probe error, for reason `error`. */
+  readonly error?: Error;
+}
+
+/** Events of a {@link ConnectionWatcher} and their arguments. */
+export interface ConnectionWatcherEvents {
+  /**
+   * The connection changed in `status`, `tcpState`, `pendingError`,
+   * `readClosed`, `stalled` or `source` (byte counts alone do not count as
+   * a change; they are in every state and sample).
+   */
+  change: [previous: ConnectionState, current: ConnectionState];
+  /**
+   * Every interval, after any `'change'`: the kernel's tcp_info and the
+   * state. Only for TCP sockets with the addon, and only while a `'sample'`
+   * listener is attached (tcp_info is not read otherwise).
+   */
+  sample: [info: TcpInfo, state: ConnectionState];
+  /** A probe failed. Emitted only when it has a listener; `'end'` always follows, carrying the error. */
+  error: [error: Error];
+  /** The watcher stopped; nothing is emitted after this. */
+  end: [end: WatchEnd];
+}
+
+const DEFAULT_INTERVAL_MS = 1000;
+const MAX_INTERVAL_MS = 0x7fffffff;
+
+const kernel = native === null ? null : createKernelProbe(native);
+
+function sameVerdict(a: ConnectionState, b: ConnectionState): boolean {
+  return (
+    a.status === b.status &&
+    a.tcpState === b.tcpState &&
+    a.pendingError === b.pendingError &&
+    a.readClosed === b.readClosed &&
+    a.stalled === b.stalled &&
+    a.source === b.source
+  );
+}
+
+function isFinished(state: ConnectionState): boolean {
+  return state.status === 'closed' || state.status === 'reset' || state.status === 'errored';
+}
+
+// One probe, as connectionState() gives it. Throws a SockstateError.
+function probe(target: Target): { state: ConnectionState; fd: number } {
+  const fd = targetFd(target, 'target');
+  if (fd >= 0 && kernel !== null) return { state: kernel.state(fd), fd };
+  if (typeof target === 'number') {
+    throw codedError(
+      'ERR_SOCKSTATE_UNSUPPORTED',
+      `watch() on a raw fd needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
+    );
+  }
+  return { state: flagsState(target), fd };
+}
+
+/**
+ * Samples one connection at an interval; created by {@link watch}. Its
+ * timer is unref'd, so it never keeps the process alive, and it ends by
+ * itself when the socket closes.
+ */
+export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
+  readonly #target: Target;
+  readonly #timer: NodeJS.Timeout;
+  readonly #onClose: (() => void) | null;
+  #state: ConnectionState;
+  #ended = false;
+
+  /** @internal Use {@link watch}. */
+  constructor(target: Target, intervalMs: number, initial: ConnectionState) {
+    super();
+    this.#target = target;
+    this.#state = initial;
+    this.#timer = setInterval(() => this.#tick(), intervalMs);
+    this.#timer.unref();
+    if (typeof target === 'number') {
+      this.#onClose = null;
+    } else {
+      this.#onClose = () => this.#finish('closed', flagsState(target));
+      target.on('close', this.#onClose);
+      // Already gone: end once the caller has had a chance to listen.
+      if (target instanceof net.Socket && target.destroyed && targetFd(target, 'target') === NO_HANDLE) {
+        process.nextTick(() => this.#finish('closed', flagsState(target)));
+      }
+    }
+  }
+
+  /** The most recent state observed. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** False once `'end'` has been emitted. */
+  get active(): boolean {
+    return !this.#ended;
+  }
+
+  /** Stops sampling and emits `'end'` with reason `stopped` (no-op once ended). */
+  stop(): void {
+    this.#finish('stopped', this.#state);
+  }
+
+  #tick(): void {
+    if (this.#ended) return;
+    const target = this.#target;
+    let fd: number;
+    let state: ConnectionState;
+    try {
+      ({ state, fd } = probe(target));
+    } catch (err) {
+      this.#fail(err as Error);
+      return;
+    }
+    const previous = this.#state;
+    this.#state = state;
+    if (!sameVerdict(previous, state)) this.emit('change', previous, state);
+    if (this.#ended) return;
+    if (target instanceof net.Socket && target.destroyed && fd === NO_HANDLE) {
+      // Destroyed without 'close' yet (it follows on a later tick).
+      this.#finish('closed', state);
+      return;
+    }
+    if (fd >= 0 && kernel !== null && state.tcpState !== null && this.listenerCount('sample') > 0) {
+      let info: TcpInfo;
+      try {
+        info = kernel.tcpInfo(fd);
+      } catch (err) {
+        this.#fail(err as Error);
+        return;
+      }
+      this.emit('sample', info, state);
+      if (this.#ended) return;
+    }
+    if (typeof target === 'number' && isFinished(state)) this.#finish('closed', state);
+  }
+
+  #fail(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    this.#finish('error', this.#state, error);
+  }
+
+  #finish(reason: WatchEndReason, state: ConnectionState, error?: Error): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearInterval(this.#timer);
+    if (this.#onClose !== null && typeof this.#target !== 'number') {
+      this.#target.removeListener('close', this.#onClose);
+    }
+    const previous = this.#state;
+    this.#state = state;
+    if (!sameVerdict(previous, state)) this.emit('change', previous, state);
+    this.emit('end', error === undefined ? { reason, state } : { reason, state, error });
+  }
+}
+
+/**
+ * Watches a connection: every `intervalMs` it takes the same
+ * non-destructive snapshot as {@link connectionState} and emits `'change'`
+ * when the verdict changed and `'sample'` with the kernel's tcp_info, until
+ * the socket closes, {@link ConnectionWatcher.stop} is called, or a probe
+ * fails; then `'end'` says why. The first snapshot is taken now
+ * (`watcher.state`); the first event comes after one interval.
+ *
+ * The timer is unref'd. Probe errors never throw from the timer: they end
+ * the watcher (`'end'` with reason `error`), and are emitted as `'error'`
+ * first when someone listens for it.
+ *
+ * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @param options - See {@link WatchOptions}.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for a bad target or option type.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a bad fd number or `intervalMs`.
+ * @throws SockstateError as {@link connectionState} for the first snapshot
+ *   (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`; `ERR_SOCKSTATE_UNSUPPORTED` for a
+ *   raw fd without the addon).
+ */
+export function watch(target: Target, options: WatchOptions = {}): ConnectionWatcher {
+  targetFd(target, 'target');
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
+  const { intervalMs = DEFAULT_INTERVAL_MS } = options;
+  if (typeof intervalMs !== 'number') throw invalidArgType('options.intervalMs', 'of type number', intervalMs);
+  if (!Number.isInteger(intervalMs) || intervalMs < 1 || intervalMs > MAX_INTERVAL_MS) {
+    throw outOfRange('options.intervalMs', `an integer >= 1 and <= ${MAX_INTERVAL_MS}`, intervalMs);
+  }
+  return new ConnectionWatcher(target, intervalMs, probe(target).state);
+}
