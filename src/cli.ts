@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * The `sockstate` command: dispatches to `demo`, `watch`, help and version.
+ * Exit codes: 0 success, 1 failure, 2 bad input.
+ *
+ * @packageDocumentation
+ */
+import { EXIT_USAGE, UsageError } from './cli/args';
+import { runDemo } from './cli/demo';
+import { colorWanted, createPaint } from './cli/format';
+import { DEMO_HELP, HELP, packageVersion, WATCH_HELP } from './cli/usage';
+import { parseWatchArgs, runWatch } from './cli/watch';
+
+const COMMAND_HELP: Readonly<Record<string, string>> = { demo: DEMO_HELP, watch: WATCH_HELP };
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const paint = createPaint(colorWanted(process.stdout));
+  switch (command) {
+    case undefined:
+      process.stderr.write(HELP);
+      return EXIT_USAGE;
+    case '-h':
+    case '--help':
+      process.stdout.write(HELP);
+      return 0;
+    case 'help': {
+      const topic = rest[0];
+      if (topic === undefined) {
+        process.stdout.write(HELP);
+        return 0;
+      }
+      const text = COMMAND_HELP[topic];
+      if (text === undefined) throw new UsageError(`no help for '${topic}': commands are demo, watch`);
+      process.stdout.write(text);
+      return 0;
+    }
+    case '-v':
+    case '--version':
+      process.stdout.write(`${packageVersion()}\n`);
+      return 0;
+    case 'demo':
+      if (rest.includes('-h') || rest.includes('--help')) {
+        process.stdout.write(DEMO_HELP);
+        return 0;
+      }
+      if (rest.length > 0) throw new UsageError(`demo takes no arguments, got: ${rest.join(' ')}`);
+      return runDemo(process.stdout, paint);
+    case 'watch': {
+      const options = parseWatchArgs(rest);
+      if (options === 'help') {
+        process.stdout.write(WATCH_HELP);
+        return 0;
+      }
+      return runWatch(options, { stream: process.stdout, live: process.stdout.isTTY === true && !options.json, paint });
+    }
+    default:
+      process.stderr.write(`sockstate: unknown command '${command}'\n\n${HELP}`);
+      return EXIT_USAGE;
+  }
+}
+
+// A reader that goes away (`sockstate watch --json … | head`) ends the run.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sockstate: ${err.message}\n`);
+      process.exitCode = EXIT_USAGE;
+      return;
+    }
+    process.stderr.write(`sockstate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,135 @@
+/**
+ * A throwaway network namespace joined to this one by a veth pair, for the
+ * demo's vanishing peer. Root only. Its addresses exist only on the pair it
+ * creates (a /30 in 198.18.0.0/15, the range RFC 2544 sets aside for
+ * testing), and everything is removed again: by {@link Namespace.destroy},
+ * and on process exit as a last resort.
+ *
+ * @packageDocumentation
+ */
+import { spawnSync } from 'node:child_process';
+
+/** A namespace with a veth pair; see {@link createNamespace}. */
+export interface Namespace {
+  /** Namespace name (`ip netns exec <name> …`). */
+  readonly name: string;
+  /** Address on our side of the pair. */
+  readonly hostAddress: string;
+  /** Address inside the namespace, where the peer listens. */
+  readonly peerAddress: string;
+  /** Argument vector prefix that runs a command inside the namespace. */
+  readonly exec: readonly string[];
+  /**
+   * Takes the namespace's end of the link down: our packets to the peer
+   * are then dropped without a word (no RST, no ICMP). Our neighbour entry
+   * for the peer is permanent, so no failed ARP turns the silence into an
+   * EHOSTUNREACH.
+   */
+  cutLink(): void;
+  /** Deletes the namespace and the pair; safe to call twice. */
+  destroy(): void;
+}
+
+/** The result of running `ip`. */
+interface IpResult {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function ip(args: readonly string[]): IpResult {
+  const r = spawnSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function ipOrThrow(args: readonly string[]): string {
+  const r = ip(args);
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return r.stdout;
+}
+
+/** True when the `ip` command (iproute2) can be run. */
+export function ipAvailable(): boolean {
+  const r = spawnSync('ip', ['-V'], { encoding: 'utf8', timeout: 10_000 });
+  return r.error === undefined && r.status === 0;
+}
+
+function dotted(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+// 198.18.0.0/15 holds 32768 /30 blocks; start from one picked by pid and
+// skip any block already present on this machine.
+function pickSubnet(): { host: string; peer: string } {
+  const base = 198 * 2 ** 24 + 18 * 2 ** 16;
+  const inUse = ipOrThrow(['-4', '-o', 'addr', 'show']) + ipOrThrow(['-4', 'route', 'show', 'table', 'all']);
+  for (let i = 0; i < 64; i++) {
+    const block = (process.pid + i * 7919) % 32768;
+    const net = base + block * 4;
+    const host = dotted(net + 1);
+    const peer = dotted(net + 2);
+    const prefix = dotted(net);
+    if (!inUse.includes(`${host}/`) && !inUse.includes(`${peer}/`) && !inUse.includes(`${prefix}/30`)) {
+      return { host, peer };
+    }
+  }
+  throw new Error('no free /30 in 198.18.0.0/15 for the demo namespace');
+}
+
+/**
+ * Creates the namespace and the pair, addresses on both ends, links up.
+ * On failure, removes whatever part was made before rethrowing.
+ *
+ * @throws Error when an `ip` command fails (not root, no netns support).
+ */
+export function createNamespace(): Namespace {
+  const name = `sockstate-demo-${process.pid}`;
+  const hostIf = `ssd${process.pid}h`;
+  const peerIf = `ssd${process.pid}n`;
+  let destroyed = false;
+  const destroy = (): void => {
+    if (destroyed) return;
+    destroyed = true;
+    process.removeListener('exit', destroy);
+    // Deleting the namespace deletes its end of the pair, and with it ours;
+    // the explicit link delete covers a namespace that was never made.
+    const ns = ip(['netns', 'del', name]);
+    const link = ip(['link', 'del', hostIf]);
+    const gone = (r: IpResult) => r.status === 0 || /No such|Cannot find|does not exist/i.test(r.stderr);
+    if (!gone(ns) || !gone(link)) {
+      process.stderr.write(
+        `sockstate demo: could not remove namespace ${name} / link ${hostIf}: ${ns.stderr.trim()} ${link.stderr.trim()}\n`,
+      );
+    }
+  };
+  process.on('exit', destroy);
+  try {
+    const { host, peer } = pickSubnet();
+    const inNs = ['netns', 'exec', name, 'ip'];
+    ipOrThrow(['netns', 'add', name]);
+    ipOrThrow(['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', peerIf]);
+    ipOrThrow(['link', 'set', peerIf, 'netns', name]);
+    ipOrThrow(['addr', 'add', `${host}/30`, 'dev', hostIf]);
+    ipOrThrow(['link', 'set', hostIf, 'up']);
+    ipOrThrow([...inNs, 'addr', 'add', `${peer}/30`, 'dev', peerIf]);
+    ipOrThrow([...inNs, 'link', 'set', peerIf, 'up']);
+    ipOrThrow([...inNs, 'link', 'set', 'lo', 'up']);
+    const mac = ipOrThrow([...inNs, '-o', 'link', 'show', peerIf]).match(/link\/ether ([0-9a-f:]{17})/)?.[1];
+    if (mac === undefined) throw new Error(`no MAC address found for ${peerIf}`);
+    ipOrThrow(['neigh', 'replace', peer, 'lladdr', mac, 'dev', hostIf, 'nud', 'permanent']);
+    return {
+      name,
+      hostAddress: host,
+      peerAddress: peer,
+      exec: ['ip', 'netns', 'exec', name],
+      cutLink: () => {
+        ipOrThrow([...inNs, 'link', 'set', peerIf, 'down']);
+      },
+      destroy,
+    };
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Help text and version of the `sockstate` command.
+ *
+ * @packageDocumentation
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** `sockstate --help`. */
+export const HELP = `Usage: sockstate <command> [options]
+
+What state a TCP connection is really in, from the kernel.
+
+Commands:
+  demo                 Show, on loopback, what Node's socket flags say next to
+                       what the kernel says, in the situations that matter.
+                       Exit code 0 when every situation behaved as the kernel
+                       must, 1 otherwise. Root adds a silently vanishing peer
+                       (a network namespace with its link cut).
+  watch <host:port>    Connect and show a live view of that connection:
+                       status, TCP state, RTT, cwnd, bytes, retransmits.
+                       Also [::1]:port and names (localhost:port).
+  help [command]       Show this text, or a command's.
+
+Options:
+  -h, --help           Show help.
+  -v, --version        Print the version.
+
+Exit codes: 0 success, 1 failure, 2 bad input (usage, a name that does not
+resolve, a refused connection).
+Colour only when stdout is a terminal and NO_COLOR is not set.
+`;
+
+/** `sockstate demo --help`. */
+export const DEMO_HELP = `Usage: sockstate demo
+
+Starts a peer as a child process on loopback and walks through:
+  1. the peer closes cleanly          (expected: peerClosed, CLOSE_WAIT)
+  2. the peer resets                  (expected: reset, CLOSE, error pending)
+  3. we half-close                    (expected: localClosed, FIN_WAIT2)
+  4. a stale keep-alive connection    (expected: peerClosed, CLOSE_WAIT)
+  5. the peer vanishes silently, root only: a network namespace whose link
+     is cut, until TCP_USER_TIMEOUT fires (expected: errored, CLOSE)
+For each, it prints at the same instant what Node's flags say (destroyed,
+readyState, readableEnded) and what sockstate says (status, tcpState,
+pendingError, unreadBytes), and how long after the peer acted each noticed.
+
+Exit code 0 when every scenario behaved as the kernel must, 1 otherwise.
+`;
+
+/** `sockstate watch --help`. */
+export const WATCH_HELP = `Usage: sockstate watch [options] <host:port>
+
+Connects to host:port ([ipv6]:port, name:port) and shows the connection
+live, refreshed in place on a terminal (one block per sample otherwise),
+until Ctrl-C or until the connection ends; then prints why it ended:
+peer closed, reset, timed out, interrupted, count reached.
+Received data is read and discarded; nothing is sent unless --stdin.
+
+Options:
+  --interval <ms>   Time between samples, 10-3600000 (default 1000).
+  --count <n>       Stop after n samples.
+  --stdin           Send what arrives on stdin to the peer (the end of stdin
+                    is not passed on), so that rtt, cwnd and bytes sent move.
+  --json            One JSON object per line instead: {"type":"connected",...},
+                    then {"type":"sample",...} per sample, then
+                    {"type":"end","reason":...}. 64-bit counters (bytesSent,
+                    bytesReceived, bytesAcked) are exact JSON integers;
+                    JSON.parse reads them exactly up to 2^53 bytes. Fields the
+                    running kernel does not report are null; without the
+                    native addon ("source":"flags") every tcp_info field is.
+  -h, --help        Show this text.
+
+Exit codes: 0 when the connection ended (peer closed, reset, timed out) or
+on Ctrl-C; 1 on another error; 2 for bad input, a name that does not
+resolve, or a connection that is refused or cannot be made.
+`;
+
+/**
+ * The package version, read from package.json at run time (this module
+ * sits two directories below it, in lib/cli/ or src/cli/).
+ */
+export function packageVersion(): string {
+  const file = path.join(__dirname, '..', '..', 'package.json');
+  const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: unknown };
+  if (typeof pkg.version !== 'string') throw new Error(`${file} has no version`);
+  return pkg.version;
+}
