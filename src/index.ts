@@ -13,6 +13,7 @@ import type { ConnectionState } from './state';
 import { missingFdReason, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
+export { Agent, HttpsAgent } from './agent';
 export { SockstateError } from './errors';
 export { probeMany } from './probe-many';
 export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';
@@ -26,6 +27,8 @@ export {
   USER_TIMEOUT_MAX_MS,
 } from './sockopt';
 export type { KeepAliveOptions, KeepAliveSettings } from './sockopt';
+export { checkReusable, isReusable } from './reuse';
+export type { ReuseReason, ReuseVerdict } from './reuse';
 export { ConnectionWatcher, watch } from './watch';
 export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './watch';
 export type { SockstateErrorCode } from './errors';

@@ -1,0 +1,190 @@
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { supported } from '../src/index';
+import { checkReusable, isReusable, type ReuseReason, type ReuseVerdict } from '../src/reuse';
+import type { ConnectionStatus } from '../src/state';
+import { connectPair, listen, type Pair, waitFor } from './helpers/sockets';
+
+// isReusable/checkReusable on real loopback sockets. Where the kernel knows
+// before Node does (the peer's bytes, FIN or RST not yet read), the check
+// right away is the kernel's alone; once Node has read them, both the
+// kernel and the flags-only fallback must give the same verdict.
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+async function pair(host?: string): Promise<Pair> {
+  const p = await connectPair(host);
+  cleanups.push(() => p.close());
+  return p;
+}
+
+/** checkReusable, also asserting that isReusable agrees with it. */
+function verdict(target: net.Socket | net.Server | number): ReuseVerdict {
+  const v = checkReusable(target);
+  expect(isReusable(target)).toBe(v.reusable);
+  return v;
+}
+
+function expectVerdict(target: net.Socket | net.Server | number, reason: ReuseReason, status: ConnectionStatus): ReuseVerdict {
+  const v = verdict(target);
+  expect({ reusable: v.reusable, reason: v.reason, status: v.state.status }).toEqual({
+    reusable: reason === 'idle',
+    reason,
+    status,
+  });
+  return v;
+}
+
+describe('isReusable / checkReusable', () => {
+  it('an idle open connection is reusable', async () => {
+    const { client } = await pair();
+    const v = expectVerdict(client, 'idle', 'open');
+    expect(v.state.source).toBe(supported ? 'kernel' : 'flags');
+    expect(v.state.unreadBytes).toBe(0);
+  });
+
+  it('bytes the peer sent unasked make it dataPending, from the kernel at once and from Node once read', async () => {
+    const { client, peer } = await pair();
+    client.pause();
+    peer.write('abc');
+    if (supported) {
+      // Same tick: only the kernel has the bytes.
+      const v = expectVerdict(client, 'dataPending', 'open');
+      expect(v.state.unreadBytes).toBe(3);
+      expect(client.readableLength).toBe(0);
+    } else {
+      expectVerdict(client, 'idle', 'open');
+    }
+    await waitFor(() => client.readableLength === 3, 5000, 'Node to buffer the bytes');
+    expectVerdict(client, 'dataPending', 'open');
+  });
+
+  it('bytes followed by the peer closing are dataPending, not closed', async () => {
+    const { client, peer } = await pair();
+    client.pause();
+    // write() reaches the kernel at once and destroy() closes the fd, so the
+    // FIN follows the bytes before this tick ends.
+    peer.write('bye');
+    peer.destroy();
+    if (supported) {
+      const v = expectVerdict(client, 'dataPending', 'peerClosed');
+      expect(v.state.readClosed).toBe(true);
+      expect(v.state.unreadBytes).toBe(3);
+    }
+    await waitFor(() => client.readableLength === 3, 5000, 'Node to buffer the bytes');
+    expect(verdict(client)).toMatchObject({ reusable: false, reason: 'dataPending' });
+  });
+
+  it('a peer that closed makes it closed (peerClosed)', async () => {
+    const { client, peer } = await pair();
+    peer.destroy();
+    if (supported) {
+      const v = expectVerdict(client, 'closed', 'peerClosed');
+      expect(v.state.tcpState).toBe('CLOSE_WAIT');
+    }
+    client.resume();
+    await once(client, 'end');
+    expectVerdict(client, 'closed', 'peerClosed');
+  });
+
+  it('a reset makes it closed: reset while unread, then closed once Node has seen the error', async () => {
+    const { client, peer } = await pair();
+    const errored = once(client, 'error');
+    peer.resetAndDestroy();
+    if (supported) {
+      // Spin without yielding: once the loop runs, Node reads the RST and
+      // destroys the socket.
+      const deadline = Date.now() + 5000;
+      while (checkReusable(client).state.status !== 'reset') {
+        if (Date.now() > deadline) throw new Error('timed out waiting for the RST');
+      }
+      const v = expectVerdict(client, 'closed', 'reset');
+      expect(v.state.pendingError).toBe(true);
+    }
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ECONNRESET');
+    expectVerdict(client, 'closed', 'closed');
+  });
+
+  it('our own end() rules it out at once, whatever the kernel says', async () => {
+    const { client } = await pair();
+    client.end();
+    const v = verdict(client);
+    expect({ reusable: v.reusable, reason: v.reason }).toEqual({ reusable: false, reason: 'closed' });
+  });
+
+  it('a connecting, a destroyed and a never-connected socket are closed', async () => {
+    const server = net.createServer();
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const connecting = net.connect(port, '127.0.0.1');
+    cleanups.push(() => connecting.destroy());
+    expectVerdict(connecting, 'closed', 'connecting');
+    await once(connecting, 'connect');
+    connecting.destroy();
+    expectVerdict(connecting, 'closed', 'closed');
+    expectVerdict(new net.Socket(), 'closed', 'closed');
+  });
+
+  it('a listening server is not a reusable connection', async () => {
+    const server = net.createServer();
+    await listen(server);
+    expectVerdict(server, 'closed', 'listening');
+    server.close();
+    expectVerdict(server, 'closed', 'closed');
+  });
+
+  it('AF_UNIX connections follow the same rules', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-reuse-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const server = net.createServer({ allowHalfOpen: true });
+    server.listen(path.join(dir, 's'));
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+    const client = net.connect({ path: path.join(dir, 's'), allowHalfOpen: true });
+    await once(client, 'connect');
+    const [peer] = await accepted;
+    cleanups.push(() => {
+      client.destroy();
+      peer.destroy();
+      server.close();
+    });
+    expectVerdict(client, 'idle', 'open');
+    peer.destroy();
+    if (supported) expectVerdict(client, 'closed', 'peerClosed');
+    client.resume();
+    await once(client, 'end');
+    expectVerdict(client, 'closed', 'peerClosed');
+  });
+
+  it('a raw fd is answered by the kernel, or refused without it', async () => {
+    const { client, peer } = await pair();
+    const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+    if (supported) {
+      expectVerdict(fd, 'idle', 'open');
+      peer.destroy();
+      expectVerdict(fd, 'closed', 'peerClosed');
+    } else {
+      for (const call of [() => isReusable(fd), () => checkReusable(fd)]) {
+        expect(call).toThrow(expect.objectContaining({ name: 'SockstateError', code: 'ERR_SOCKSTATE_UNSUPPORTED' }));
+      }
+    }
+  });
+
+  it('rejects what is not a target, as Node does', () => {
+    for (const call of [isReusable, checkReusable]) {
+      expect(() => call('socket' as unknown as net.Socket)).toThrow(
+        expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }),
+      );
+      expect(() => call({} as net.Socket)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+      expect(() => call(-1)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
+      expect(() => call(1.5)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    }
+  });
+});
