@@ -1,4 +1,5 @@
 import { getSystemErrorName, inspect } from 'node:util';
+import { loadError } from './native';
 
 /**
  * Error codes sockstate defines itself (system errors use the errno name,
@@ -58,6 +59,14 @@ export function codedError(code: SockstateErrorCode, message: string): Sockstate
   return new SockstateError(message, code);
 }
 
+/** `ERR_SOCKSTATE_UNSUPPORTED`: `what` needs the addon, and why it is not loaded. */
+export function unsupported(what: string): SockstateError {
+  return codedError(
+    'ERR_SOCKSTATE_UNSUPPORTED',
+    `${what} needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
+  );
+}
+
 function describeReceived(value: unknown): string {
   if (value === null || value === undefined) return ` Received ${String(value)}`;
   if (typeof value === 'function') return ` Received function ${value.name || '<anonymous>'}`;
@@ -74,6 +83,13 @@ function describeReceived(value: unknown): string {
 export function invalidArgType(name: string, expected: string, value: unknown): TypeError {
   const err = new TypeError(`The "${name}" argument must be ${expected}.${describeReceived(value)}`);
   (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** Node-style `ERR_INVALID_ARG_VALUE`: a TypeError for a value of the right type that is not allowed. */
+export function invalidArgValue(name: string, reason: string): TypeError {
+  const err = new TypeError(`The argument '${name}' ${reason}.`);
+  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
   return err;
 }
 

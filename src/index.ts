@@ -5,12 +5,11 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { codedError, SockstateError, systemError } from './errors';
-import { flagsState } from './flags';
-import { createKernelProbe } from './kernel';
+import { codedError, type SockstateError, systemError, unsupported } from './errors';
+import { kernel, stateOf } from './kernel';
 import { loadError, native } from './native';
 import type { ConnectionState } from './state';
-import { missingFdReason, type Target, targetFd } from './target';
+import { noFd, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
 export { Agent, HttpsAgent } from './agent';
@@ -36,8 +35,6 @@ export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } fro
 export type { Target } from './target';
 export type { TcpInfo } from './tcp-info';
 
-const kernel = native === null ? null : createKernelProbe(native);
-
 /**
  * True when the native probe is loaded (Linux with the addon built). When
  * false, {@link connectionState} answers from socket flags
@@ -54,17 +51,6 @@ export const unsupportedReason: string | null = loadError === null ? null : load
  * `SO_ERROR`.
  */
 export type SocketError = SockstateError & { readonly errno: number; readonly syscall: 'getsockopt' };
-
-function unsupported(what: string): SockstateError {
-  return codedError(
-    'ERR_SOCKSTATE_UNSUPPORTED',
-    `${what} needs the native probe, which is not available: ${unsupportedReason ?? 'unknown reason'}`,
-  );
-}
-
-function noFd(what: string, target: net.Socket | net.Server, sentinel: number): SockstateError {
-  return codedError('ERR_SOCKSTATE_NO_FD', `${what}: ${missingFdReason(target, sentinel)}`);
-}
 
 /**
  * What state a connection is in, from the kernel, synchronously. Never
@@ -85,10 +71,7 @@ function noFd(what: string, target: net.Socket | net.Server, sentinel: number): 
  *   socket); `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without the addon.
  */
 export function connectionState(target: Target): ConnectionState {
-  const fd = targetFd(target, 'target');
-  if (fd >= 0 && kernel !== null) return kernel.state(fd);
-  if (typeof target === 'number') throw unsupported('connectionState() on a raw fd');
-  return flagsState(target);
+  return stateOf(target, 'connectionState()');
 }
 
 /**

@@ -1,5 +1,8 @@
-import type { NativeBinding } from './native';
-import { systemError } from './errors';
+import * as net from 'node:net';
+import { systemError, unsupported } from './errors';
+import { flagsState } from './flags';
+import { native, type NativeBinding } from './native';
+import { type Target, targetFd } from './target';
 import { type ConnectionState, type TcpStateName, streamStatus, tcpStatus } from './state';
 import { createTcpInfoDecoder, type TcpInfo } from './tcp-info';
 
@@ -81,4 +84,19 @@ export function createKernelProbe(native: NativeBinding): KernelProbe {
   }
 
   return { slots: S.COUNT, state, stateAt, tcpInfo };
+}
+
+/** The one kernel probe of this process, or `null` without the addon. */
+export const kernel: KernelProbe | null = native === null ? null : createKernelProbe(native);
+
+/**
+ * The connectionState() answer for any target: the kernel's when there is
+ * an fd and the addon, else Node's flags. `what` names the caller in the
+ * error a raw fd gets without the addon.
+ */
+export function stateOf(target: Target, what: string): ConnectionState {
+  const fd = targetFd(target, 'target');
+  if (fd >= 0 && kernel !== null) return kernel.state(fd);
+  if (typeof target === 'number') throw unsupported(`${what} on a raw fd`);
+  return flagsState(target as net.Socket | net.Server);
 }

@@ -4,10 +4,10 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { codedError, invalidArgType, type SockstateError, systemError } from './errors';
+import { invalidArgType, type SockstateError, systemError, unsupported } from './errors';
 import { flagsState } from './flags';
-import { createKernelProbe } from './kernel';
-import { loadError, native } from './native';
+import { kernel } from './kernel';
+import { native } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 
@@ -32,7 +32,6 @@ export interface ProbeFailure extends ConnectionState {
 /** One entry of {@link probeMany}'s result: test `entry.error` to tell them apart. */
 export type ProbeManyEntry = ProbedState | ProbeFailure;
 
-const kernel = native === null ? null : createKernelProbe(native);
 const SLOTS = native === null ? 0 : native.probeSlots.COUNT;
 
 // Scratch buffers shared by every call, grown (doubling) as needed. The
@@ -66,10 +65,7 @@ function checkTargets(targets: unknown): asserts targets is readonly Target[] {
 }
 
 function unsupportedRawFd(index: number): SockstateError {
-  return codedError(
-    'ERR_SOCKSTATE_UNSUPPORTED',
-    `probeMany(): targets[${index}] is a raw fd, which needs the native probe: ${loadError?.message ?? 'unknown reason'}`,
-  );
+  return unsupported(`probeMany() with a raw fd (targets[${index}])`);
 }
 
 // Reads every target's fd into fdBuf (validating each, so a bad element

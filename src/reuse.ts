@@ -6,10 +6,10 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { codedError, systemError } from './errors';
+import { systemError, unsupported } from './errors';
 import { flagsState } from './flags';
-import { createKernelProbe } from './kernel';
-import { loadError, native } from './native';
+import { kernel } from './kernel';
+import { native } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 
@@ -46,7 +46,6 @@ export interface ReuseVerdict {
   readonly state: ConnectionState;
 }
 
-const kernel = native === null ? null : createKernelProbe(native);
 const flags = native?.pollFlags;
 // Any of these in poll's revents rules reuse out: data or a FIN to read,
 // a pending error, or a hang-up.
@@ -62,10 +61,7 @@ function nodeAllows(socket: net.Socket): boolean {
 }
 
 function unsupportedRawFd(): never {
-  throw codedError(
-    'ERR_SOCKSTATE_UNSUPPORTED',
-    `checkReusable() on a raw fd needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
-  );
+  throw unsupported('checkReusable() on a raw fd');
 }
 
 function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdict {

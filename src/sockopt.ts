@@ -6,9 +6,9 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { codedError, invalidArgType, outOfRange, type SockstateError, systemError } from './errors';
-import { loadError, native } from './native';
-import { missingFdReason, type Target, targetFd } from './target';
+import { invalidArgType, invalidArgValue, outOfRange, systemError, unsupported } from './errors';
+import { native } from './native';
+import { noFd, type Target, targetFd } from './target';
 
 /** Options for {@link setKeepAlive}. Omitted tunables keep their current value. */
 export interface KeepAliveOptions {
@@ -45,19 +45,12 @@ const readBack = new Int32Array(4);
 
 type FdCall = 'setKeepAlive()' | 'getKeepAlive()' | 'setUserTimeout()' | 'getUserTimeout()';
 
-function unsupported(what: FdCall): SockstateError {
-  return codedError(
-    'ERR_SOCKSTATE_UNSUPPORTED',
-    `${what} needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
-  );
-}
-
 // Common tail of every call: the addon must be loaded and the target must
 // have an fd now. Returns the binding so callers need no non-null casts.
 function fdFor(target: Target, fd: number, what: FdCall): NonNullable<typeof native> {
   if (native === null) throw unsupported(what);
   if (fd < 0) {
-    throw codedError('ERR_SOCKSTATE_NO_FD', `${what}: ${missingFdReason(target as net.Socket | net.Server, fd)}`);
+    throw noFd(what, target as net.Socket | net.Server, fd);
   }
   return native;
 }
@@ -73,11 +66,7 @@ function keepAliveSeconds(value: unknown, name: string): number {
   return value / 1000;
 }
 
-function invalidArgValue(name: string, reason: string): TypeError {
-  const err = new TypeError(`The argument '${name}' ${reason}.`);
-  (err as TypeError & { code: string }).code = 'ERR_INVALID_ARG_VALUE';
-  return err;
-}
+
 
 /**
  * Turns TCP keepalive on or off and tunes it, so that a peer that vanished

@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { invalidArgType, outOfRange } from './errors';
+import { codedError, invalidArgType, outOfRange, type SockstateError } from './errors';
 
 /**
  * What the functions accept: a `net.Socket` (a `tls.TLSSocket` is one), a
@@ -40,6 +40,11 @@ export function targetFd(target: unknown, name: string): number {
 /** Checks the argument type only (for calls that never need the fd). */
 export function assertTarget(target: unknown, name: string): asserts target is Target {
   targetFd(target, name);
+}
+
+/** `ERR_SOCKSTATE_NO_FD` for a socket object without an fd, saying why. */
+export function noFd(what: string, target: net.Socket | net.Server, sentinel: number): SockstateError {
+  return codedError('ERR_SOCKSTATE_NO_FD', `${what}: ${missingFdReason(target, sentinel)}`);
 }
 
 /** Why a socket object has no fd, for error messages. */

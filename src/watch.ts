@@ -5,10 +5,9 @@
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import { codedError, invalidArgType, outOfRange } from './errors';
+import { invalidArgType, outOfRange, unsupported } from './errors';
 import { flagsState } from './flags';
-import { createKernelProbe } from './kernel';
-import { loadError, native } from './native';
+import { kernel } from './kernel';
 import type { ConnectionState } from './state';
 import { NO_HANDLE, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
@@ -63,7 +62,6 @@ export interface ConnectionWatcherEvents {
 const DEFAULT_INTERVAL_MS = 1000;
 const MAX_INTERVAL_MS = 0x7fffffff;
 
-const kernel = native === null ? null : createKernelProbe(native);
 
 function sameVerdict(a: ConnectionState, b: ConnectionState): boolean {
   return (
@@ -85,10 +83,7 @@ function probe(target: Target): { state: ConnectionState; fd: number } {
   const fd = targetFd(target, 'target');
   if (fd >= 0 && kernel !== null) return { state: kernel.state(fd), fd };
   if (typeof target === 'number') {
-    throw codedError(
-      'ERR_SOCKSTATE_UNSUPPORTED',
-      `watch() on a raw fd needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
-    );
+    throw unsupported('watch() on a raw fd');
   }
   return { state: flagsState(target), fd };
 }

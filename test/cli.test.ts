@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isReservedInvalid, parseEndpoint, UsageError } from '../src/cli/args';
 import { colorWanted, jsonLine, sparkline } from '../src/cli/format';
-import { listen, spawnFixture, waitFor } from './helpers/sockets';
+import { listen, spawnFixture } from './helpers/sockets';
 
 const root = path.join(__dirname, '..');
 const cli = path.join(root, 'lib', 'cli.js');
