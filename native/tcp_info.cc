@@ -22,16 +22,10 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   if (!FdArg(info, 0, &fd)) return Napi::Value();
-  if (info.Length() < 2 || !info[1].IsTypedArray() ||
-      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowCoded(Napi::TypeError::New(env, "out must be a Uint8Array"),
-               "ERR_INVALID_ARG_TYPE");
-    return Napi::Value();
-  }
-  Napi::Uint8Array out = info[1].As<Napi::Uint8Array>();
-  if (out.ByteLength() < kTcpInfoBufferSize) {
-    ThrowCoded(Napi::RangeError::New(env, "out is too short"),
-               "ERR_OUT_OF_RANGE");
+  void* data = nullptr;
+  size_t length = 0;
+  if (!TypedArrayArg(info, 1, napi_uint8_array, "out must be a Uint8Array",
+                     kTcpInfoBufferSize, &data, &length)) {
     return Napi::Value();
   }
 
@@ -41,7 +35,7 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &raw, &len) != 0) {
     return Napi::Number::New(env, -errno);
   }
-  uint8_t* bytes = out.Data();
+  uint8_t* bytes = static_cast<uint8_t*>(data);
   std::memcpy(bytes, &raw, sizeof(raw));
   bytes[kSndWscale] = raw.snd_wscale;
   bytes[kRcvWscale] = raw.rcv_wscale;
