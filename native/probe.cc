@@ -42,7 +42,7 @@ bool FinSequenced(int state) {
          state == TCP_LAST_ACK;
 }
 
-// AF_UNIX and other stream sockets without TCP_INFO: poll and the queues.
+// AF_UNIX and other stream sockets without TCP_INFO: poll and SIOCINQ.
 int ProbeStream(int fd, int32_t* out) {
   int type = 0;
   socklen_t len = sizeof(type);
@@ -65,13 +65,10 @@ int ProbeStream(int fd, int32_t* out) {
   out[kSlotState] = -1;
   out[kSlotRevents] = revents;
   out[kSlotListening] = listening ? 1 : 0;
-  if (!listening) {
-    if (revents & POLLIN) {
-      int rc = IoctlInt(fd, SIOCINQ, &out[kSlotUnread]);
-      if (rc != 0) return Fail(out, rc, kCallIoctl);
-    }
-    // For AF_UNIX: bytes written and not yet read by the peer.
-    int rc = IoctlInt(fd, SIOCOUTQ, &out[kSlotUnsent]);
+  // Unsent and unacknowledged stay 0: AF_UNIX has no send queue of its
+  // own, and its SIOCOUTQ counts buffer memory, not bytes.
+  if (!listening && (revents & POLLIN)) {
+    int rc = IoctlInt(fd, SIOCINQ, &out[kSlotUnread]);
     if (rc != 0) return Fail(out, rc, kCallIoctl);
   }
   return 0;

@@ -1,5 +1,4 @@
 import { getSystemErrorName, inspect } from 'node:util';
-import { loadError } from './native';
 
 /**
  * Error codes sockstate defines itself (system errors use the errno name,
@@ -11,7 +10,9 @@ export type SockstateErrorCode =
   /** The target has no file descriptor (destroyed, not yet connected, or TLS over a JS stream). */
   | 'ERR_SOCKSTATE_NO_FD'
   /** takeSocketError() on a socket that is still connecting. */
-  | 'ERR_SOCKSTATE_CONNECTING';
+  | 'ERR_SOCKSTATE_CONNECTING'
+  /** The kernel filled less of struct tcp_info than any supported kernel does. */
+  | 'ERR_SOCKSTATE_SHORT_TCP_INFO';
 
 /**
  * The error class for everything sockstate reports besides argument type
@@ -57,14 +58,6 @@ export function systemError(negErrno: number, syscall: string, detail?: string):
 /** A sockstate-specific error without errno. */
 export function codedError(code: SockstateErrorCode, message: string): SockstateError {
   return new SockstateError(message, code);
-}
-
-/** `ERR_SOCKSTATE_UNSUPPORTED`: `what` needs the addon, and why it is not loaded. */
-export function unsupported(what: string): SockstateError {
-  return codedError(
-    'ERR_SOCKSTATE_UNSUPPORTED',
-    `${what} needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
-  );
 }
 
 function describeReceived(value: unknown): string {

@@ -5,9 +5,9 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { codedError, type SockstateError, systemError, unsupported } from './errors';
+import { codedError, SockstateError, systemError } from './errors';
 import { kernel, stateOf } from './kernel';
-import { loadError, native } from './native';
+import { loadError, native, unsupported } from './native';
 import type { ConnectionState } from './state';
 import { noFd, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
@@ -93,14 +93,29 @@ export function tcpInfo(target: Target): TcpInfo {
   return kernel.tcpInfo(fd);
 }
 
+// A raw fd has no `connecting` flag: ask the kernel. A datagram socket
+// (EOPNOTSUPP from the probe) has no connection to be pending.
+function rawFdConnecting(fd: number): boolean {
+  try {
+    return kernel!.state(fd).status === 'connecting';
+  } catch (err) {
+    if (err instanceof SockstateError && err.code === 'EOPNOTSUPP') return false;
+    throw err;
+  }
+}
+
 /**
  * The one destructive call, named so: reads **and clears** the socket's
  * pending error (`SO_ERROR`). Returns `null` when none was pending.
  *
- * On a `net.Socket`, a non-zero error taken is handed back: the socket is
- * destroyed with it, so its `'error'` listeners still receive it. A socket
- * that is still connecting is refused, since taking its error would make
- * Node report `'connect'` instead of the failure.
+ * On a `net.Socket`, an error that closed the connection (an RST, a
+ * timeout) is handed back: the socket is destroyed with it, so its
+ * `'error'` listeners still receive it. A soft error on a connection that
+ * still works (an ICMP error) is returned and the socket left alone; the
+ * kernel would otherwise have reported it only if the connection later
+ * timed out (then as that error instead of ETIMEDOUT). A socket that is
+ * still connecting, object or raw fd, is refused, since taking its error
+ * would make its owner see a connect instead of the failure.
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @returns The pending error as a {@link SocketError}, or null.
@@ -113,18 +128,25 @@ export function tcpInfo(target: Target): TcpInfo {
  */
 export function takeSocketError(target: Target): SocketError | null {
   const fd = targetFd(target, 'target');
-  if (target instanceof net.Socket && target.connecting) {
-    throw codedError(
+  const connecting = () =>
+    codedError(
       'ERR_SOCKSTATE_CONNECTING',
-      'takeSocketError(): the socket is still connecting; taking its error now would make Node report a connect',
+      'takeSocketError(): the socket is still connecting; taking its error now would make its owner see a connect',
     );
-  }
-  if (native === null) throw unsupported('takeSocketError()');
+  if (target instanceof net.Socket && target.connecting) throw connecting();
+  if (native === null || kernel === null) throw unsupported('takeSocketError()');
   if (fd < 0) throw noFd('takeSocketError()', target as net.Socket | net.Server, fd);
+  if (typeof target === 'number' && rawFdConnecting(fd)) throw connecting();
   const rc = native.soError(fd);
   if (rc < 0) throw systemError(rc, 'getsockopt');
   if (rc === 0) return null;
   const err = systemError(-rc, 'getsockopt') as SocketError;
-  if (target instanceof net.Socket) target.destroy(err);
+  // A hard error closes the connection (POLLHUP from then on); a soft one,
+  // such as an ICMP error on a connection that still works, does not, and
+  // must not cost the owner a live socket.
+  if (target instanceof net.Socket) {
+    const revents = native.poll(fd);
+    if (revents < 0 || (revents & native.pollFlags.POLLHUP) !== 0) target.destroy(err);
+  }
   return err;
 }

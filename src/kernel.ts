@@ -1,7 +1,7 @@
 import * as net from 'node:net';
-import { systemError, unsupported } from './errors';
+import { systemError } from './errors';
 import { flagsState } from './flags';
-import { native, type NativeBinding } from './native';
+import { native, type NativeBinding, unsupported } from './native';
 import { type Target, targetFd } from './target';
 import { type ConnectionState, type TcpStateName, streamStatus, tcpStatus } from './state';
 import { createTcpInfoDecoder, type TcpInfo } from './tcp-info';

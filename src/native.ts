@@ -5,6 +5,8 @@
  * @packageDocumentation
  */
 import bindings from 'bindings';
+import { codedError, type SockstateError } from './errors';
+import { createTcpInfoDecoder } from './tcp-info';
 
 /** `[offset in the tcpInfo buffer, size in bytes, struct length needed]`. */
 export type LayoutField = readonly [offset: number, size: number, end: number];
@@ -79,6 +81,8 @@ function load(): { binding: NativeBinding | null; error: Error | null } {
     if (!binding.platformSupported) {
       return { binding: null, error: new Error(`the native probe is Linux-only (this is ${process.platform})`) };
     }
+    // A stale build whose exports do not match this code must not be used.
+    createTcpInfoDecoder(binding.tcpInfoLayout, binding.tcpStates);
     return { binding, error: null };
   } catch (err) {
     return { binding: null, error: err as Error };
@@ -95,3 +99,11 @@ export const native: NativeBinding | null = loaded.binding;
  * build, the message lists the paths that were tried.
  */
 export const loadError: Error | null = loaded.error;
+
+/** `ERR_SOCKSTATE_UNSUPPORTED`: `what` needs the addon; says why it is not loaded. */
+export function unsupported(what: string): SockstateError {
+  return codedError(
+    'ERR_SOCKSTATE_UNSUPPORTED',
+    `${what} needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
+  );
+}

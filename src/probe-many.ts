@@ -4,10 +4,10 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { invalidArgType, type SockstateError, systemError, unsupported } from './errors';
+import { invalidArgType, type SockstateError, systemError } from './errors';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
-import { native } from './native';
+import { native, unsupported } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 

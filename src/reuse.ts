@@ -6,10 +6,10 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { systemError, unsupported } from './errors';
+import { systemError } from './errors';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
-import { native } from './native';
+import { native, unsupported } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 

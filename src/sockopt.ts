@@ -6,8 +6,8 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { invalidArgType, invalidArgValue, outOfRange, systemError, unsupported } from './errors';
-import { native } from './native';
+import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
+import { native, unsupported } from './native';
 import { noFd, type Target, targetFd } from './target';
 
 /** Options for {@link setKeepAlive}. Omitted tunables keep their current value. */
@@ -90,8 +90,8 @@ function keepAliveSeconds(value: unknown, name: string): number {
  *   number of seconds in 1 … 32767 s, or a count outside 1 … 127.
  * @throws SockstateError `ERR_SOCKSTATE_NO_FD` for a socket without an fd,
  *   `ERR_SOCKSTATE_UNSUPPORTED` without the addon, or a system error with
- *   `syscall: 'setsockopt'`: `EOPNOTSUPP` (code `ENOTSUP` on Linux, the
- *   same errno) for a non-TCP socket (AF_UNIX, UDP), `ENOTSOCK`, `EBADF`.
+ *   `syscall: 'setsockopt'`: `EOPNOTSUPP` for a non-TCP socket (AF_UNIX,
+ *   UDP), `ENOTSOCK`, `EBADF`.
  */
 export function setKeepAlive(target: Target, options: KeepAliveOptions = {}): void {
   const fd = targetFd(target, 'target');

@@ -68,9 +68,9 @@ export interface ConnectionState {
   readonly readClosed: boolean;
   /** Bytes received and not yet read from the kernel (SIOCINQ). From flags: Node's `readableLength`. */
   readonly unreadBytes: number;
-  /** Bytes written and not yet sent (our FIN excluded). From flags: Node's `writableLength`. */
+  /** Bytes written and not yet sent (our FIN excluded); 0 for AF_UNIX. From flags: Node's `writableLength`. */
   readonly unsentBytes: number;
-  /** Bytes sent and not yet acknowledged (our FIN excluded). From flags: 0. */
+  /** Bytes sent and not yet acknowledged (our FIN excluded); 0 for AF_UNIX and from flags. */
   readonly unackedBytes: number;
   /** The kernel is retransmitting, probing a zero window or keepalive, or backing off. */
   readonly stalled: boolean;

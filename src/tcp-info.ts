@@ -1,3 +1,4 @@
+import { codedError } from './errors';
 import type { LayoutField, NativeBinding } from './native';
 import type { TcpStateName } from './state';
 
@@ -256,7 +257,10 @@ export function createTcpInfoDecoder(layout: Layout, stateNames: readonly (strin
 
   function decode(n: number): TcpInfo {
     if (n < baseEnd) {
-      throw new Error(`tcp_info: the kernel filled ${n} bytes, fewer than the ${baseEnd} every supported kernel fills`);
+      throw codedError(
+        'ERR_SOCKSTATE_SHORT_TCP_INFO',
+        `tcpInfo(): the kernel filled ${n} bytes of tcp_info, fewer than the ${baseEnd} every supported kernel fills`,
+      );
     }
     return {
       length: n,

@@ -5,7 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import { invalidArgType, outOfRange, unsupported } from './errors';
+import { invalidArgType, outOfRange } from './errors';
+import { unsupported } from './native';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
 import type { ConnectionState } from './state';
@@ -198,6 +199,10 @@ export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
  * The timer is unref'd. Probe errors never throw from the timer: they end
  * the watcher (`'end'` with reason `error`), and are emitted as `'error'`
  * first when someone listens for it.
+ *
+ * Prefer the socket object to a raw fd: a watcher on a raw fd ends when the
+ * kernel reports the connection finished, but cannot see its owner close
+ * the fd and the number being reused.
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @param options - See {@link WatchOptions}.

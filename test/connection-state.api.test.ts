@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type ConnectionState, connectionState, supported } from '../src/index';
 import { startPeer, type PeerProcess } from './helpers/peer';
 import { busyWait, connectPair, listen, type Pair, spawnFixture, waitFor } from './helpers/sockets';
@@ -156,6 +156,32 @@ describe('connectionState on TCP', () => {
     const [err] = (await errored) as [NodeJS.ErrnoException];
     expect(err.code).toBe('ECONNRESET');
     expect(connectionState(client)).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
+  });
+
+  it('we write after the peer closed and it answers RST: reset / CLOSE, which Node learns only on its next write', async () => {
+    const peer = await peerProcess();
+    const { client } = await connectToPeer(peer);
+    const errored = once(client, 'error');
+    const ended = once(client, 'end');
+    peerCommand('exit');
+    expect(await peer.exited()).toBe(0);
+    await ended;
+    // The write reaches a closed socket: the peer's kernel answers RST.
+    client.write('x');
+    const state = observeBlocked(client, (s) => s.tcpState === 'CLOSE');
+    await new Promise((r) => setTimeout(r, 50));
+    if (supported) {
+      expect(state).toMatchObject({ status: 'reset', tcpState: 'CLOSE', pendingError: true, readClosed: true });
+      // Node is not reading (it has seen the end) and has nothing to write:
+      // the EPIPE waits in the kernel, and Node's flags still say half-open.
+      expect(connectionState(client)).toMatchObject({ status: 'reset', pendingError: true });
+    } else {
+      expect(state).toMatchObject({ status: 'peerClosed', source: 'flags' });
+    }
+    expect(client.readyState).toBe('writeOnly');
+    client.write('y');
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('EPIPE');
   });
 
   it('RST with unread data still held: reset with unreadBytes; Node reads the data, then a clean end', async () => {
@@ -326,6 +352,7 @@ describe('connectionState on TCP', () => {
 
 describe('connectionState on AF_UNIX stream sockets', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('open, then peerClosed after the peer process exits; tcpState stays null', async () => {
     const peer = await peerProcess(path.join(dir, `peer-${Date.now()}.sock`));

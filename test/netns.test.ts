@@ -45,7 +45,7 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
     ns?.destroy();
   });
 
-  async function connect(options: { allowHalfOpen?: boolean } = {}): Promise<{ socket: net.Socket; error: Promise<Error> }> {
+  async function connect(options: Partial<net.TcpNetConnectOpts> = {}): Promise<{ socket: net.Socket; error: Promise<Error> }> {
     const socket = net.connect({ host: server.host, port: server.port, ...options });
     sockets.push(socket);
     const error = once(socket, 'error').then(([err]) => err as Error);
@@ -107,6 +107,34 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
       expect(after).toMatchObject({ status: 'errored', tcpState: 'CLOSE', pendingError: true, stalled: true });
       expect(tcpInfo(socket).probes).toBe(2);
       expect(await error).toMatchObject({ code: 'ETIMEDOUT' });
+    } finally {
+      ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
+    }
+  });
+
+  it('LAST_ACK: the peer closed, our FIN unacknowledged is closing, and the FIN is not counted', async () => {
+    // Node destroys a socket once both directions are done, so it must not
+    // read the peer's FIN: with `onread`, pause() really stops reading.
+    const { socket } = await connect({
+      allowHalfOpen: true,
+      onread: { buffer: Buffer.alloc(1024), callback: () => true },
+    });
+    socket.pause();
+    setUserTimeout(socket, 10_000);
+    server.child.stdin!.write('end\n');
+    await waitFor(() => connectionState(socket).tcpState === 'CLOSE_WAIT', 5000, 'CLOSE_WAIT');
+    ns.cut();
+    try {
+      socket.end();
+      await waitFor(() => connectionState(socket).tcpState === 'LAST_ACK', 5000, 'LAST_ACK');
+      expect(connectionState(socket)).toMatchObject({
+        status: 'closing',
+        tcpState: 'LAST_ACK',
+        readClosed: true,
+        pendingError: false,
+        unsentBytes: 0,
+        unackedBytes: 0,
+      });
     } finally {
       ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
     }

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connectionState, SockstateError, supported, takeSocketError } from '../src/index';
-import { listen, pairsClosedAfterEach } from './helpers/sockets';
+import { listen, pairsClosedAfterEach, spawnFixture } from './helpers/sockets';
 
 const pair = pairsClosedAfterEach();
 
@@ -68,6 +68,29 @@ describe.runIf(supported)('takeSocketError with the native probe', () => {
       client.destroy();
     } finally {
       server.close();
+    }
+  });
+
+  it('refuses a raw fd whose connect is pending (SYN_SENT), leaving its error alone', async () => {
+    const { child, firstLine } = await spawnFixture('stalled-listener.js');
+    const sockets: net.Socket[] = [];
+    try {
+      // The listener never accepts: once its backlog is full, SYNs are dropped.
+      let stuck: net.Socket | undefined;
+      for (let i = 0; i < 8 && !stuck; i++) {
+        const s = net.connect({ port: Number(firstLine), host: '127.0.0.1' });
+        s.on('error', () => {});
+        sockets.push(s);
+        await new Promise((r) => setTimeout(r, 30));
+        if (s.connecting) stuck = s;
+      }
+      const fd = (stuck as unknown as { _handle: { fd: number } })._handle.fd;
+      expect(connectionState(fd)).toMatchObject({ status: 'connecting', tcpState: 'SYN_SENT' });
+      expect(caught(() => takeSocketError(fd))).toMatchObject({ code: 'ERR_SOCKSTATE_CONNECTING' });
+      expect(caught(() => takeSocketError(stuck!))).toMatchObject({ code: 'ERR_SOCKSTATE_CONNECTING' });
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      child.kill('SIGKILL');
     }
   });
 

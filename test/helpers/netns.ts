@@ -62,14 +62,15 @@ function freeSubnet(): [host: string, ns: string] {
 }
 
 // The server in the namespace: prints its port, holds every connection
-// paused, and exits when its stdin closes (so it never outlives the test).
+// paused, ends them all (a FIN each) on the stdin line "end", and exits
+// when its stdin closes (so it never outlives the test).
 const SERVER = `
 const net = require('node:net');
 const held = [];
-const server = net.createServer({ pauseOnConnect: true }, (s) => { s.on('error', () => {}); held.push(s); });
+const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => { s.on('error', () => {}); held.push(s); });
 server.listen(0, process.argv[1], () => console.log(server.address().port));
+process.stdin.on('data', (d) => { if (String(d).includes('end')) for (const s of held.splice(0)) s.end(); });
 process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
 `;
 
 const live = new Set<Netns>();
