@@ -3,25 +3,17 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type ConnectionState, connectionState, supported } from '../src/index';
 import { startPeer, type PeerProcess } from './helpers/peer';
-import { busyWait, connectPair, listen, type Pair, spawnFixture, waitFor } from './helpers/sockets';
+import { busyWait, listen, perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 
 // Each situation of the semantics table, on real loopback sockets. Our end
 // is paused where it matters, so Node has not read the peer's FIN or RST
 // yet: the kernel already knows, Node's flags do not. Expectations only the
 // kernel can meet branch on `supported`, with an assertion either way.
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-async function pair(host?: string): Promise<Pair> {
-  const p = await connectPair(host);
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 async function peerProcess(unixPath?: string): Promise<PeerProcess> {
   const p = await startPeer(unixPath);
   cleanups.push(() => p.kill());

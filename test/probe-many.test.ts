@@ -6,21 +6,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { connectionState } from '../src/index';
 import { type ProbeManyEntry, probeMany } from '../src/probe-many';
-import { connectPair, type Pair, waitFor } from './helpers/sockets';
+import { perTestCleanup, waitFor } from './helpers/sockets';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 
 function caught(fn: () => unknown): Error & { code?: string } {
   try {

@@ -3,26 +3,18 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { supported } from '../src/index';
 import { checkReusable, isReusable, type ReuseReason, type ReuseVerdict } from '../src/reuse';
 import type { ConnectionStatus } from '../src/state';
-import { connectPair, listen, type Pair, waitFor } from './helpers/sockets';
+import { listen, perTestCleanup, waitFor } from './helpers/sockets';
 
 // isReusable/checkReusable on real loopback sockets. Where the kernel knows
 // before Node does (the peer's bytes, FIN or RST not yet read), the check
 // right away is the kernel's alone; once Node has read them, both the
 // kernel and the flags-only fallback must give the same verdict.
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-async function pair(host?: string): Promise<Pair> {
-  const p = await connectPair(host);
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 
 /** checkReusable, also asserting that isReusable agrees with it. */
 function verdict(target: net.Socket | net.Server | number): ReuseVerdict {

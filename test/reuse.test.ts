@@ -5,23 +5,15 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectionState } from '../src/index';
 import { native } from '../src/native';
 import { checkReusable, isReusable } from '../src/reuse';
-import { connectPair, type Pair, spawnFixture, waitFor } from './helpers/sockets';
+import { perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 
 // Kernel-only: the facts the fast path of isReusable rests on, and TLS.
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
 /** Spins, without yielding to the event loop, until the kernel shows `check`. */

@@ -5,22 +5,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { getKeepAlive, getUserTimeout, setKeepAlive, setUserTimeout } from '../src/sockopt';
-import { connectPair, type Pair } from './helpers/sockets';
+import { perTestCleanup } from './helpers/sockets';
 
 const EOPNOTSUPP = os.constants.errno.EOPNOTSUPP;
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 
 function sysctl(name: string): number {
   return Number(fs.readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim());

@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connectionState, SockstateError, supported, takeSocketError } from '../src/index';
-import { listen, pairsClosedAfterEach, spawnFixture } from './helpers/sockets';
+import { listen, perTestCleanup, spawnFixture } from './helpers/sockets';
 
-const pair = pairsClosedAfterEach();
+const { pair } = perTestCleanup();
 
 function caught(fn: () => unknown): unknown {
   try {

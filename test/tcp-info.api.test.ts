@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { SockstateError, supported, tcpInfo } from '../src/index';
 import { native } from '../src/native';
 import { createTcpInfoDecoder } from '../src/tcp-info';
-import { listen, pairsClosedAfterEach } from './helpers/sockets';
+import { listen, perTestCleanup } from './helpers/sockets';
 
-const pair = pairsClosedAfterEach();
+const { pair } = perTestCleanup();
 
 /** `ss -tin` for the one established connection whose local port is `port`. */
 function ssInfo(port: number): Record<string, string> {

@@ -2,22 +2,13 @@ import * as dgram from 'node:dgram';
 import { once } from 'node:events';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ConnectionState } from '../src/state';
 import type { TcpInfo } from '../src/tcp-info';
 import { type ConnectionWatcher, type WatchEnd, watch } from '../src/watch';
-import { busyWait, connectPair, listen, type Pair, sleep, waitFor } from './helpers/sockets';
+import { busyWait, listen, perTestCleanup, sleep, waitFor } from './helpers/sockets';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-async function pair(): Promise<Pair> {
-  const p = await connectPair();
-  cleanups.push(() => p.close());
-  return p;
-}
+const { cleanups, pair } = perTestCleanup();
 
 function caught(fn: () => unknown): Error & { code?: string; errno?: number } {
   try {

@@ -64,18 +64,22 @@ export async function connectPair(host = '127.0.0.1'): Promise<Pair> {
 }
 
 /**
- * Returns a connectPair() whose pairs are closed after each test of the
- * file that calls this (at module level).
+ * Per-test clean-up for the calling file (call at module level): functions
+ * pushed to `cleanups` run, last first, after each test, and `pair()` is a
+ * connectPair() whose sockets are closed then.
  */
-export function pairsClosedAfterEach(): (host?: string) => Promise<Pair> {
-  const open: Pair[] = [];
+export function perTestCleanup(): { cleanups: (() => void)[]; pair(host?: string): Promise<Pair> } {
+  const cleanups: (() => void)[] = [];
   afterEach(() => {
-    while (open.length) open.pop()!.close();
+    while (cleanups.length) cleanups.pop()!();
   });
-  return async (host?: string) => {
-    const p = await connectPair(host);
-    open.push(p);
-    return p;
+  return {
+    cleanups,
+    async pair(host?: string) {
+      const p = await connectPair(host);
+      cleanups.push(() => p.close());
+      return p;
+    },
   };
 }
 
