@@ -7,7 +7,10 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
+import type * as stream from 'node:stream';
+import { native, unsupported } from './native';
 import { isReusable } from './reuse';
+import { checkUserTimeout, type KeepAliveOptions, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
 
@@ -120,6 +123,71 @@ function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
   return { ...options, keepAlive: options?.keepAlive ?? true } as T;
 }
 
+/** TCP tuning an {@link Agent} or {@link HttpsAgent} applies to its sockets. */
+export interface AgentTcpOptions {
+  /**
+   * Keepalive tuning for every socket: applied when it connects, and again
+   * each time it returns to the pool, where Node's agent resets keepalive
+   * to `keepAliveMsecs` with libuv's interval (1 s) and count (10). Needs
+   * the native addon.
+   */
+  readonly tcpKeepAlive?: KeepAliveOptions;
+  /** TCP_USER_TIMEOUT in ms for every socket, applied when it connects. Needs the native addon. */
+  readonly userTimeoutMs?: number;
+}
+
+/** {@link Agent} options: `http.AgentOptions` plus {@link AgentTcpOptions}. */
+export type AgentOptions = http.AgentOptions & AgentTcpOptions;
+/** {@link HttpsAgent} options: `https.AgentOptions` plus {@link AgentTcpOptions}. */
+export type HttpsAgentOptions = https.AgentOptions & AgentTcpOptions;
+
+// Validated TCP tuning, or null when the options ask for none.
+interface Tuning {
+  readonly keepAlive: KeepAliveOptions | undefined;
+  readonly userTimeoutMs: number | undefined;
+}
+
+function parseTuning(options: AgentTcpOptions | undefined): Tuning | null {
+  const keepAlive = options?.tcpKeepAlive;
+  const userTimeoutMs = options?.userTimeoutMs;
+  if (keepAlive === undefined && userTimeoutMs === undefined) return null;
+  if (keepAlive !== undefined) parseKeepAlive(keepAlive, 'options.tcpKeepAlive');
+  if (userTimeoutMs !== undefined) checkUserTimeout(userTimeoutMs, 'options.userTimeoutMs');
+  if (native === null) throw unsupported('Agent options tcpKeepAlive and userTimeoutMs');
+  return { keepAlive, userTimeoutMs };
+}
+
+// Applies the tuning; a socket that cannot take it is destroyed with the
+// error (its request, or Node's free-socket listener, then sees it).
+function applyTuning(socket: net.Socket, tuning: Tuning, keepAliveOnly: boolean): boolean {
+  try {
+    if (tuning.keepAlive !== undefined) setKeepAlive(socket, tuning.keepAlive);
+    if (!keepAliveOnly && tuning.userTimeoutMs !== undefined) setUserTimeout(socket, tuning.userTimeoutMs);
+    return true;
+  } catch (err) {
+    socket.destroy(err as Error);
+    return false;
+  }
+}
+
+type Created = stream.Duplex | null | undefined;
+type OnCreate = (err: Error | null, stream: stream.Duplex) => void;
+
+// After Node's createConnection(): the tuning, once the socket connects.
+function tuneOnConnect(socket: Created, tuning: Tuning | null): Created {
+  if (tuning !== null && socket instanceof net.Socket) {
+    socket.once('connect', () => applyTuning(socket, tuning, false));
+  }
+  return socket;
+}
+
+// After Node's keepSocketAlive(), which resets keepalive: the tuning again.
+// (Node's returns whether to keep the socket; @types/node says void.)
+function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): boolean {
+  if (!keep || tuning === null || !(socket instanceof net.Socket)) return Boolean(keep);
+  return applyTuning(socket, tuning, true);
+}
+
 /**
  * A drop-in `http.Agent` that checks every free keep-alive socket with
  * {@link isReusable} before handing it to a request. A socket the kernel
@@ -136,10 +204,29 @@ function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
  */
 export class Agent extends http.Agent {
   #staleSocketsDestroyed = 0;
+  readonly #tuning: Tuning | null;
 
-  /** @param options - `http.Agent` options; `keepAlive` defaults to true. */
-  constructor(options?: http.AgentOptions) {
+  /**
+   * @param options - `http.Agent` options (`keepAlive` defaults to true),
+   *   plus {@link AgentTcpOptions}.
+   * @throws TypeError / RangeError for bad `tcpKeepAlive` or
+   *   `userTimeoutMs` (as `setKeepAlive` / `setUserTimeout`);
+   *   `ERR_SOCKSTATE_UNSUPPORTED` for either without the addon.
+   */
+  constructor(options?: AgentOptions) {
+    const tuning = parseTuning(options);
     super(withKeepAlive(options));
+    this.#tuning = tuning;
+  }
+
+  /** Node's hook, plus the TCP tuning once the socket connects. @internal */
+  override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
+    return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
+  }
+
+  /** Node's hook, plus the TCP tuning again after Node's reset. @internal */
+  override keepSocketAlive(socket: stream.Duplex): void {
+    return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
   }
 
   /**
@@ -174,10 +261,29 @@ export class Agent extends http.Agent {
  */
 export class HttpsAgent extends https.Agent {
   #staleSocketsDestroyed = 0;
+  readonly #tuning: Tuning | null;
 
-  /** @param options - `https.Agent` options; `keepAlive` defaults to true. */
-  constructor(options?: https.AgentOptions) {
+  /**
+   * @param options - `https.Agent` options (`keepAlive` defaults to true),
+   *   plus {@link AgentTcpOptions}.
+   * @throws TypeError / RangeError for bad `tcpKeepAlive` or
+   *   `userTimeoutMs`; `ERR_SOCKSTATE_UNSUPPORTED` for either without the
+   *   addon.
+   */
+  constructor(options?: HttpsAgentOptions) {
+    const tuning = parseTuning(options);
     super(withKeepAlive(options));
+    this.#tuning = tuning;
+  }
+
+  /** Node's hook, plus the TCP tuning once the socket connects. @internal */
+  override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
+    return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
+  }
+
+  /** Node's hook, plus the TCP tuning again after Node's reset. @internal */
+  override keepSocketAlive(socket: stream.Duplex): void {
+    return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
   }
 
   /**

@@ -66,8 +66,6 @@ function keepAliveSeconds(value: unknown, name: string): number {
   return value / 1000;
 }
 
-
-
 /**
  * Turns TCP keepalive on or off and tunes it, so that a peer that vanished
  * without a FIN or RST (power loss, a cut link, a NAT that forgot the flow)
@@ -95,24 +93,57 @@ function keepAliveSeconds(value: unknown, name: string): number {
  */
 export function setKeepAlive(target: Target, options: KeepAliveOptions = {}): void {
   const fd = targetFd(target, 'target');
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
-  const { enable = true } = options;
-  if (typeof enable !== 'boolean') throw invalidArgType('options.enable', 'of type boolean', enable);
-  const idle = keepAliveSeconds(options.idleMs, 'options.idleMs');
-  const interval = keepAliveSeconds(options.intervalMs, 'options.intervalMs');
-  const count = options.count;
+  const k = parseKeepAlive(options, 'options');
+  const binding = fdFor(target, fd, 'setKeepAlive()');
+  const rc = binding.setKeepAlive(fd, k.enable ? 1 : 0, k.idleS, k.intervalS, k.count);
+  if (rc !== 0) throw systemError(rc, 'setsockopt');
+}
+
+/** Keepalive options checked and in the kernel's units; 0 = unchanged. */
+export interface ParsedKeepAlive {
+  readonly enable: boolean;
+  readonly idleS: number;
+  readonly intervalS: number;
+  readonly count: number;
+}
+
+/**
+ * Validates {@link KeepAliveOptions} (errors name `name.idleMs` etc.) and
+ * converts them to the kernel's units.
+ *
+ * @throws TypeError / RangeError as {@link setKeepAlive} does for options.
+ */
+export function parseKeepAlive(options: unknown, name: string): ParsedKeepAlive {
+  if (typeof options !== 'object' || options === null) throw invalidArgType(name, 'of type object', options);
+  const o = options as KeepAliveOptions;
+  const { enable = true } = o;
+  if (typeof enable !== 'boolean') throw invalidArgType(`${name}.enable`, 'of type boolean', enable);
+  const idleS = keepAliveSeconds(o.idleMs, `${name}.idleMs`);
+  const intervalS = keepAliveSeconds(o.intervalMs, `${name}.intervalMs`);
+  const count = o.count;
   if (count !== undefined) {
-    if (typeof count !== 'number') throw invalidArgType('options.count', 'of type number', count);
+    if (typeof count !== 'number') throw invalidArgType(`${name}.count`, 'of type number', count);
     if (!Number.isInteger(count) || count < 1 || count > KEEPALIVE_MAX_COUNT) {
-      throw outOfRange('options.count', `an integer >= 1 and <= ${KEEPALIVE_MAX_COUNT}`, count);
+      throw outOfRange(`${name}.count`, `an integer >= 1 and <= ${KEEPALIVE_MAX_COUNT}`, count);
     }
   }
-  if (!enable && (idle !== 0 || interval !== 0 || count !== undefined)) {
-    throw invalidArgValue('options', 'cannot set idleMs, intervalMs or count with enable: false');
+  if (!enable && (idleS !== 0 || intervalS !== 0 || count !== undefined)) {
+    throw invalidArgValue(name, 'cannot set idleMs, intervalMs or count with enable: false');
   }
-  const binding = fdFor(target, fd, 'setKeepAlive()');
-  const rc = binding.setKeepAlive(fd, enable ? 1 : 0, idle, interval, count ?? 0);
-  if (rc !== 0) throw systemError(rc, 'setsockopt');
+  return { enable, idleS, intervalS, count: count ?? 0 };
+}
+
+/**
+ * Validates a TCP_USER_TIMEOUT value in ms.
+ *
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`.
+ */
+export function checkUserTimeout(ms: unknown, name: string): number {
+  if (typeof ms !== 'number') throw invalidArgType(name, 'of type number', ms);
+  if (!Number.isInteger(ms) || ms < 0 || ms > USER_TIMEOUT_MAX_MS) {
+    throw outOfRange(name, `an integer >= 0 and <= ${USER_TIMEOUT_MAX_MS}`, ms);
+  }
+  return ms;
 }
 
 /**
@@ -157,10 +188,7 @@ export function getKeepAlive(target: Target): KeepAliveSettings {
  */
 export function setUserTimeout(target: Target, ms: number): void {
   const fd = targetFd(target, 'target');
-  if (typeof ms !== 'number') throw invalidArgType('ms', 'of type number', ms);
-  if (!Number.isInteger(ms) || ms < 0 || ms > USER_TIMEOUT_MAX_MS) {
-    throw outOfRange('ms', `an integer >= 0 and <= ${USER_TIMEOUT_MAX_MS}`, ms);
-  }
+  checkUserTimeout(ms, 'ms');
   const binding = fdFor(target, fd, 'setUserTimeout()');
   const rc = binding.setUserTimeout(fd, ms);
   if (rc !== 0) throw systemError(rc, 'setsockopt');
