@@ -126,13 +126,14 @@ function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
 /** TCP tuning an {@link Agent} or {@link HttpsAgent} applies to its sockets. */
 export interface AgentTcpOptions {
   /**
-   * Keepalive tuning for every socket: applied when it connects, and again
-   * each time it returns to the pool, where Node's agent resets keepalive
-   * to `keepAliveMsecs` with libuv's interval (1 s) and count (10). Needs
-   * the native addon.
+   * Keepalive tuning for every TCP socket, applied as it connects and each
+   * time it returns to the pool, after Node's agent has set its own
+   * (`keepAliveMsecs` idle, libuv's 1 s interval and count of 10; the
+   * HTTPS agent does that on the first return). Sockets over `socketPath`
+   * are left alone. Needs the native addon.
    */
   readonly tcpKeepAlive?: KeepAliveOptions;
-  /** TCP_USER_TIMEOUT in ms for every socket, applied when it connects. Needs the native addon. */
+  /** TCP_USER_TIMEOUT in ms for every TCP socket, applied when it connects. Needs the native addon. */
   readonly userTimeoutMs?: number;
 }
 
@@ -157,35 +158,58 @@ function parseTuning(options: AgentTcpOptions | undefined): Tuning | null {
   return { keepAlive, userTimeoutMs };
 }
 
-// Applies the tuning; a socket that cannot take it is destroyed with the
-// error (its request, or Node's free-socket listener, then sees it).
-function applyTuning(socket: net.Socket, tuning: Tuning, keepAliveOnly: boolean): boolean {
-  try {
-    if (tuning.keepAlive !== undefined) setKeepAlive(socket, tuning.keepAlive);
-    if (!keepAliveOnly && tuning.userTimeoutMs !== undefined) setUserTimeout(socket, tuning.userTimeoutMs);
-    return true;
-  } catch (err) {
-    socket.destroy(err as Error);
-    return false;
-  }
+// TCP options mean nothing to a socket over `socketPath` (AF_UNIX), which
+// Node's own setKeepAlive() leaves alone too.
+function isTcp(socket: net.Socket): boolean {
+  return socket.remoteFamily === 'IPv4' || socket.remoteFamily === 'IPv6';
+}
+
+// Applies the tuning; throws the SockstateError of a socket that cannot
+// take it.
+function applyTuning(socket: net.Socket, tuning: Tuning): void {
+  if (!isTcp(socket)) return;
+  if (tuning.keepAlive !== undefined) setKeepAlive(socket, tuning.keepAlive);
+  if (tuning.userTimeoutMs !== undefined) setUserTimeout(socket, tuning.userTimeoutMs);
 }
 
 type Created = stream.Duplex | null | undefined;
 type OnCreate = (err: Error | null, stream: stream.Duplex) => void;
 
-// After Node's createConnection(): the tuning, once the socket connects.
+// Node's agents set their own keepalive (keepAliveMsecs idle, libuv's 1 s
+// interval and count of 10): http.Agent just before 'connect' is emitted,
+// https.Agent the first time the socket returns to the pool. The tuning is
+// applied after both.
+
+// After Node's createConnection(): the tuning, once the socket connects. A
+// socket that cannot take it is destroyed with the error, which its
+// request receives.
 function tuneOnConnect(socket: Created, tuning: Tuning | null): Created {
   if (tuning !== null && socket instanceof net.Socket) {
-    socket.once('connect', () => applyTuning(socket, tuning, false));
+    socket.once('connect', () => {
+      try {
+        applyTuning(socket, tuning);
+      } catch (err) {
+        socket.destroy(err as Error);
+      }
+    });
   }
   return socket;
 }
 
-// After Node's keepSocketAlive(), which resets keepalive: the tuning again.
-// (Node's returns whether to keep the socket; @types/node says void.)
+// After Node's keepSocketAlive(): the tuning again. A socket that cannot
+// take it is not pooled (Node then destroys it); it has no 'error'
+// listener at this point, so the error goes out as a process warning
+// instead of an uncaught exception. (Node's hook returns whether to keep
+// the socket; @types/node says void.)
 function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): boolean {
   if (!keep || tuning === null || !(socket instanceof net.Socket)) return Boolean(keep);
-  return applyTuning(socket, tuning, true);
+  try {
+    applyTuning(socket, tuning);
+    return true;
+  } catch (err) {
+    process.emitWarning(err as Error);
+    return false;
+  }
 }
 
 /**
@@ -219,12 +243,12 @@ export class Agent extends http.Agent {
     this.#tuning = tuning;
   }
 
-  /** Node's hook, plus the TCP tuning once the socket connects. @internal */
+  /** Node's hook, plus the TCP tuning as the socket connects. @internal */
   override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
     return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
   }
 
-  /** Node's hook, plus the TCP tuning again after Node's reset. @internal */
+  /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
   override keepSocketAlive(socket: stream.Duplex): void {
     return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
   }
@@ -276,12 +300,12 @@ export class HttpsAgent extends https.Agent {
     this.#tuning = tuning;
   }
 
-  /** Node's hook, plus the TCP tuning once the socket connects. @internal */
+  /** Node's hook, plus the TCP tuning as the socket connects. @internal */
   override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
     return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
   }
 
-  /** Node's hook, plus the TCP tuning again after Node's reset. @internal */
+  /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
   override keepSocketAlive(socket: stream.Duplex): void {
     return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
   }

@@ -94,15 +94,23 @@ export function tcpInfo(target: Target): TcpInfo {
   return kernel.tcpInfo(fd);
 }
 
-// A raw fd has no `connecting` flag: ask the kernel. A datagram socket
-// (EOPNOTSUPP from the probe) has no connection to be pending.
+// A raw fd has no `connecting` flag: ask the kernel. Still in the
+// handshake, or closed by an error before the peer acknowledged even our
+// SYN (a refused or unreachable connect its owner has not yet seen): both
+// are connects whose outcome the error is. A datagram socket (EOPNOTSUPP
+// from the probe) has no connection to be pending.
 function rawFdConnecting(fd: number): boolean {
+  let state: ConnectionState;
   try {
-    return kernel!.state(fd).status === 'connecting';
+    state = kernel!.state(fd);
   } catch (err) {
     if (err instanceof SockstateError && err.code === 'EOPNOTSUPP') return false;
     throw err;
   }
+  if (state.status === 'connecting') return true;
+  if (state.tcpState !== 'CLOSE' || !state.pendingError) return false;
+  const acked = kernel!.tcpInfo(fd).bytesAcked;
+  return acked === undefined || acked === 0n;
 }
 
 /**
@@ -115,8 +123,10 @@ function rawFdConnecting(fd: number): boolean {
  * still works (an ICMP error) is returned and the socket left alone; the
  * kernel would otherwise have reported it only if the connection later
  * timed out (then as that error instead of ETIMEDOUT). A socket that is
- * still connecting, object or raw fd, is refused, since taking its error
- * would make its owner see a connect instead of the failure.
+ * still connecting is refused, since taking its error would make its owner
+ * see a connect instead of the failure: a `net.Socket` by its flag, a raw
+ * fd when it is in the handshake or was closed by an error before its SYN
+ * was acknowledged (a refusal its owner may not have seen yet).
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @returns The pending error as a {@link SocketError}, or null.

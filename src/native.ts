@@ -72,6 +72,26 @@ export interface NativeBinding {
   };
 }
 
+const FUNCTIONS = [
+  'probe',
+  'poll',
+  'probeMany',
+  'tcpInfo',
+  'soError',
+  'setKeepAlive',
+  'getKeepAlive',
+  'setUserTimeout',
+  'getUserTimeout',
+] as const satisfies readonly (keyof NativeBinding)[];
+const CONSTANTS = [
+  'probeSlots',
+  'probeKinds',
+  'probeSyscalls',
+  'pollFlags',
+  'tcpStates',
+  'tcpInfoLayout',
+] as const satisfies readonly (keyof NativeBinding)[];
+
 function load(): { binding: NativeBinding | null; error: Error | null } {
   if (process.env.SOCKSTATE_FORCE_FALLBACK === '1') {
     return { binding: null, error: new Error('disabled by SOCKSTATE_FORCE_FALLBACK=1') };
@@ -82,6 +102,14 @@ function load(): { binding: NativeBinding | null; error: Error | null } {
       return { binding: null, error: new Error(`the native probe is Linux-only (this is ${process.platform})`) };
     }
     // A stale build whose exports do not match this code must not be used.
+    for (const name of FUNCTIONS) {
+      if (typeof binding[name] !== 'function') throw new Error(`the addon has no ${name}(): a stale build?`);
+    }
+    for (const name of CONSTANTS) {
+      if (typeof binding[name] !== 'object' || binding[name] === null) {
+        throw new Error(`the addon has no ${name}: a stale build?`);
+      }
+    }
     createTcpInfoDecoder(binding.tcpInfoLayout, binding.tcpStates);
     return { binding, error: null };
   } catch (err) {

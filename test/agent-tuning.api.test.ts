@@ -1,15 +1,18 @@
 import { once } from 'node:events';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent, getKeepAlive, getUserTimeout, HttpsAgent, supported } from '../src/index';
+import { Agent, getKeepAlive, getUserTimeout, HttpsAgent, setKeepAlive, supported } from '../src/index';
 import { listen } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 
-// Node's agent calls socket.setKeepAlive(true, keepAliveMsecs) each time a
-// socket returns to its pool, which resets TCP keepalive tuning; the
-// agents' tcpKeepAlive option re-applies it there.
+// Node's agents apply their own keepalive to each socket (http.Agent as it
+// connects, https.Agent when it is first pooled), so TCP tuning must come
+// after that; the agents' options do it at both points.
 
 const TUNING = { idleMs: 5000, intervalMs: 2000, count: 3 };
 
@@ -40,28 +43,82 @@ describe.runIf(supported)('Agent TCP tuning', () => {
   });
   afterAll(() => server.close());
 
-  it("Node's stock agent resets keepalive when a socket returns to the pool", async () => {
+  it("Node's stock agent sets its own keepalive on every socket before 'connect' is emitted", async () => {
     const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000 });
     try {
-      await get(agent, port);
-      expect(getKeepAlive(freeSocket(agent))).toEqual({ enabled: true, idleMs: 1000, intervalMs: 1000, count: 10 });
+      const req = http.get({ host: '127.0.0.1', port, agent });
+      const atConnect = new Promise<unknown>((resolve) =>
+        req.on('socket', (socket) => socket.once('connect', () => resolve(getKeepAlive(socket)))),
+      );
+      const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+      res.resume();
+      await once(res, 'end');
+      // Not the system's 7200 s / 75 s / 9: tuning made before connect is lost.
+      expect(await atConnect).toEqual({ enabled: true, idleMs: 1000, intervalMs: 1000, count: 10 });
     } finally {
       agent.destroy();
     }
   });
 
-  it('tcpKeepAlive and userTimeoutMs hold on a pooled socket, after every reuse', async () => {
+  it('tcpKeepAlive and userTimeoutMs hold on a pooled socket', async () => {
     const agent = new Agent({ tcpKeepAlive: TUNING, userTimeoutMs: 7000 });
     try {
       await get(agent, port);
       const socket = freeSocket(agent);
       expect(getKeepAlive(socket)).toEqual({ enabled: true, ...TUNING });
       expect(getUserTimeout(socket)).toBe(7000);
+      // The pooled socket serves the next request.
       await get(agent, port);
       expect(freeSocket(agent)).toBe(socket);
-      expect(getKeepAlive(socket)).toEqual({ enabled: true, ...TUNING });
     } finally {
       agent.destroy();
+    }
+  });
+
+  it('sockets over socketPath (AF_UNIX) are served untuned, without error', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-agent-unix-'));
+    const unixServer = http.createServer((_req, res) => res.end('ok'));
+    unixServer.listen(path.join(dir, 'http.sock'));
+    await once(unixServer, 'listening');
+    const agent = new Agent({ tcpKeepAlive: TUNING, userTimeoutMs: 7000 });
+    try {
+      const status = await new Promise<number | undefined>((resolve, reject) => {
+        const req = http.get({ socketPath: path.join(dir, 'http.sock'), agent }, (res) => {
+          res.resume().on('end', () => resolve(res.statusCode));
+        });
+        req.on('error', reject);
+      });
+      expect(status).toBe(200);
+    } finally {
+      agent.destroy();
+      unixServer.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("Node's stock https.Agent replaces tuning made at connect when the socket is first pooled", async () => {
+    const { key, cert } = makeCertificate();
+    const tlsServer = https.createServer({ key, cert }, (_req, res) => res.end('ok'));
+    const tlsPort = await listen(tlsServer);
+    const agent = new https.Agent({ keepAlive: true, keepAliveMsecs: 1000 });
+    try {
+      const req = https.get({ host: '127.0.0.1', port: tlsPort, agent, rejectUnauthorized: false });
+      let tunedAtConnect: unknown;
+      req.on('socket', (socket) =>
+        socket.once('connect', () => {
+          setKeepAlive(socket, TUNING);
+          tunedAtConnect = getKeepAlive(socket);
+        }),
+      );
+      const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+      res.resume();
+      await once(res, 'end');
+      await new Promise((r) => setImmediate(r));
+      expect(tunedAtConnect).toEqual({ enabled: true, ...TUNING });
+      expect(getKeepAlive(freeSocket(agent))).toEqual({ enabled: true, idleMs: 1000, intervalMs: 1000, count: 10 });
+    } finally {
+      agent.destroy();
+      tlsServer.close();
     }
   });
 

@@ -362,6 +362,32 @@ describe('connectionState on AF_UNIX stream sockets', () => {
     await peer.exited();
   });
 
+  it('the peer closes with our data unread in its buffer: reset, with an error pending', async () => {
+    const sockPath = path.join(dir, `unread-${Date.now()}.sock`);
+    const server = net.createServer({ pauseOnConnect: true });
+    cleanups.push(() => server.close());
+    server.listen(sockPath);
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+    const client = net.connect({ path: sockPath });
+    cleanups.push(() => client.destroy());
+    const errored = once(client, 'error');
+    await once(client, 'connect');
+    const [peer] = await accepted;
+    client.write('never read');
+    await waitFor(() => client.writableLength === 0, 5000, 'the write');
+    // The kernel answers a close with unread data by failing our end.
+    peer.destroy();
+    const state = observeBlocked(client, (s) => s.status !== 'open');
+    if (supported) {
+      expect(state).toMatchObject({ status: 'reset', tcpState: null, pendingError: true, source: 'kernel' });
+    } else {
+      expect(state).toMatchObject(OPEN_FLAGS);
+    }
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ECONNRESET');
+  });
+
   it('a listening AF_UNIX server: listening', async () => {
     const server = net.createServer();
     cleanups.push(() => server.close());

@@ -94,6 +94,30 @@ describe.runIf(supported)('takeSocketError with the native probe', () => {
     }
   });
 
+  it('refuses a raw fd whose connect was refused before Node saw it; Node still reports ECONNREFUSED', async () => {
+    const server = net.createServer();
+    const port = await listen(server);
+    await new Promise<void>((r) => server.close(() => r()));
+    const client = net.connect({ port, host: '127.0.0.1' });
+    let connected = false;
+    client.on('connect', () => {
+      connected = true;
+    });
+    const errored = once(client, 'error');
+    const refusal = await new Promise<unknown>((resolve) => {
+      process.nextTick(() => {
+        const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+        const deadline = Date.now() + 2000;
+        while (connectionState(fd).status !== 'reset' && Date.now() < deadline);
+        resolve(caught(() => takeSocketError(fd)));
+      });
+    });
+    expect(refusal).toMatchObject({ code: 'ERR_SOCKSTATE_CONNECTING' });
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ECONNREFUSED');
+    expect(connected).toBe(false);
+  });
+
   it('a destroyed socket: ERR_SOCKSTATE_NO_FD', async () => {
     const { client } = await pair();
     client.destroy();
