@@ -332,7 +332,7 @@ describe('sockstate demo', () => {
   it('runs every scenario, each as the kernel must, and exits 0', async () => {
     const r = await run(['demo'], 60_000);
     expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    expect(r.code, r.stdout).toBe(0);
     expect(r.stdout).not.toContain('\x1b');
     const titles = [
       '1. The peer closes cleanly',

@@ -319,7 +319,10 @@ async function weHalfClose(peer: Peer): Promise<Result> {
     const m = moment('the peer has answered our FIN', socket);
     if (sockAt === null && m.state.status === 'localClosed') sockAt = m.at;
     if (flagsAt === null && m.flags.readyState === 'readOnly') flagsAt = m.at;
-    if (sockAt !== null && flagsAt !== null && m.state.unreadBytes >= 4) {
+    // The probe's syscalls are not one atomic read: the peer's answer can
+    // land between TCP_INFO and SIOCINQ, counted before the ACK of our FIN
+    // it carries shows in the state. The next probe sees both.
+    if (sockAt !== null && flagsAt !== null && m.state.unreadBytes >= 4 && m.state.tcpState !== 'FIN_WAIT1') {
       final = m;
       break;
     }
