@@ -6,10 +6,10 @@
  */
 import * as net from 'node:net';
 import { codedError, SockstateError, systemError } from './errors';
-import { kernel, stateOf } from './kernel';
-import { loadError, native, unsupported } from './native';
+import { kernel, requireFd, stateOf } from './kernel';
+import { loadError } from './native';
 import type { ConnectionState } from './state';
-import { noFd, type Target, targetFd } from './target';
+import { type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
 export { Agent, HttpsAgent } from './agent';
@@ -89,9 +89,9 @@ export function connectionState(target: Target): ConnectionState {
  */
 export function tcpInfo(target: Target): TcpInfo {
   const fd = targetFd(target, 'target');
-  if (kernel === null) throw unsupported('tcpInfo()');
-  if (fd < 0) throw noFd('tcpInfo()', target as net.Socket | net.Server, fd);
-  return kernel.tcpInfo(fd);
+  requireFd(target, fd, 'tcpInfo()');
+  // The probe exists whenever the binding does.
+  return kernel!.tcpInfo(fd);
 }
 
 // A raw fd has no `connecting` flag: ask the kernel. Still in the
@@ -145,8 +145,7 @@ export function takeSocketError(target: Target): SocketError | null {
       'takeSocketError(): the socket is still connecting; taking its error now would make its owner see a connect',
     );
   if (target instanceof net.Socket && target.connecting) throw connecting();
-  if (native === null || kernel === null) throw unsupported('takeSocketError()');
-  if (fd < 0) throw noFd('takeSocketError()', target as net.Socket | net.Server, fd);
+  const native = requireFd(target, fd, 'takeSocketError()');
   if (typeof target === 'number' && rawFdConnecting(fd)) throw connecting();
   const rc = native.soError(fd);
   if (rc < 0) throw systemError(rc, 'getsockopt');

@@ -2,7 +2,7 @@ import * as net from 'node:net';
 import { systemError } from './errors';
 import { flagsState } from './flags';
 import { native, type NativeBinding, unsupported } from './native';
-import { type Target, targetFd } from './target';
+import { noFd, type Target, targetFd } from './target';
 import { type ConnectionState, type TcpStateName, streamStatus, tcpStatus } from './state';
 import { createTcpInfoDecoder, type TcpInfo } from './tcp-info';
 
@@ -95,8 +95,25 @@ export const kernel: KernelProbe | null = native === null ? null : createKernelP
  * error a raw fd gets without the addon.
  */
 export function stateOf(target: Target, what: string): ConnectionState {
-  const fd = targetFd(target, 'target');
+  return stateOfFd(target, targetFd(target, 'target'), what);
+}
+
+/** {@link stateOf} for the fd (or sentinel) this same call read from `target`. */
+export function stateOfFd(target: Target, fd: number, what: string): ConnectionState {
   if (fd >= 0 && kernel !== null) return kernel.state(fd);
   if (typeof target === 'number') throw unsupported(`${what} on a raw fd`);
   return flagsState(target as net.Socket | net.Server);
+}
+
+/**
+ * The binding, for a call that needs both the addon and an fd read from
+ * `target` in this same call; `what` names the call in the errors.
+ *
+ * @throws SockstateError `ERR_SOCKSTATE_UNSUPPORTED` without the addon,
+ *   `ERR_SOCKSTATE_NO_FD` for a socket object without an fd.
+ */
+export function requireFd(target: Target, fd: number, what: string): NativeBinding {
+  if (native === null) throw unsupported(what);
+  if (fd < 0) throw noFd(what, target as net.Socket | net.Server, fd);
+  return native;
 }

@@ -7,9 +7,8 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { systemError } from './errors';
-import { flagsState } from './flags';
-import { kernel } from './kernel';
-import { native, unsupported } from './native';
+import { stateOfFd } from './kernel';
+import { native } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 
@@ -58,10 +57,6 @@ const POLLOUT = flags === undefined ? 0 : flags.POLLOUT;
 // end(), which poll() reports exactly like an idle connection (POLLOUT).
 function nodeAllows(socket: net.Socket): boolean {
   return !socket.destroyed && !socket.connecting && socket.writable && socket.readable && socket.readableLength === 0;
-}
-
-function unsupportedRawFd(): never {
-  throw unsupported('checkReusable() on a raw fd');
 }
 
 function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdict {
@@ -128,7 +123,7 @@ export function isReusable(target: Target): boolean {
     if ((revents & NOT_IDLE) !== 0) return false;
     if ((revents & POLLOUT) !== 0) return true;
   }
-  return checkReusable(target).reusable;
+  return verdictOf(target, fd).reusable;
 }
 
 /**
@@ -166,10 +161,9 @@ export function isReusable(target: Target): boolean {
  *   raw fd without the addon.
  */
 export function checkReusable(target: Target): ReuseVerdict {
-  const fd = targetFd(target, 'target');
-  let state: ConnectionState;
-  if (fd >= 0 && kernel !== null) state = kernel.state(fd);
-  else if (typeof target === 'number') return unsupportedRawFd();
-  else state = flagsState(target);
-  return verdict(state, target instanceof net.Socket ? target : null);
+  return verdictOf(target, targetFd(target, 'target'));
+}
+
+function verdictOf(target: Target, fd: number): ReuseVerdict {
+  return verdict(stateOfFd(target, fd, 'checkReusable()'), target instanceof net.Socket ? target : null);
 }

@@ -5,10 +5,9 @@
  *
  * @packageDocumentation
  */
-import * as net from 'node:net';
 import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
-import { native, unsupported } from './native';
-import { noFd, type Target, targetFd } from './target';
+import { requireFd } from './kernel';
+import { type Target, targetFd } from './target';
 
 /** Options for {@link setKeepAlive}. Omitted tunables keep their current value. */
 export interface KeepAliveOptions {
@@ -42,18 +41,6 @@ export const KEEPALIVE_MAX_COUNT = 127;
 export const USER_TIMEOUT_MAX_MS = 0x7fffffff;
 
 const readBack = new Int32Array(4);
-
-type FdCall = 'setKeepAlive()' | 'getKeepAlive()' | 'setUserTimeout()' | 'getUserTimeout()';
-
-// Common tail of every call: the addon must be loaded and the target must
-// have an fd now. Returns the binding so callers need no non-null casts.
-function fdFor(target: Target, fd: number, what: FdCall): NonNullable<typeof native> {
-  if (native === null) throw unsupported(what);
-  if (fd < 0) {
-    throw noFd(what, target as net.Socket | net.Server, fd);
-  }
-  return native;
-}
 
 // ms that must be a whole number of seconds in 1 … KEEPALIVE_MAX_SECONDS;
 // returns seconds, or 0 (unchanged) when omitted.
@@ -94,7 +81,7 @@ function keepAliveSeconds(value: unknown, name: string): number {
 export function setKeepAlive(target: Target, options: KeepAliveOptions = {}): void {
   const fd = targetFd(target, 'target');
   const k = parseKeepAlive(options, 'options');
-  const binding = fdFor(target, fd, 'setKeepAlive()');
+  const binding = requireFd(target, fd, 'setKeepAlive()');
   const rc = binding.setKeepAlive(fd, k.enable ? 1 : 0, k.idleS, k.intervalS, k.count);
   if (rc !== 0) throw systemError(rc, 'setsockopt');
 }
@@ -159,7 +146,7 @@ export function checkUserTimeout(ms: unknown, name: string): number {
  */
 export function getKeepAlive(target: Target): KeepAliveSettings {
   const fd = targetFd(target, 'target');
-  const binding = fdFor(target, fd, 'getKeepAlive()');
+  const binding = requireFd(target, fd, 'getKeepAlive()');
   const rc = binding.getKeepAlive(fd, readBack);
   if (rc !== 0) throw systemError(rc, 'getsockopt');
   return {
@@ -189,7 +176,7 @@ export function getKeepAlive(target: Target): KeepAliveSettings {
 export function setUserTimeout(target: Target, ms: number): void {
   const fd = targetFd(target, 'target');
   checkUserTimeout(ms, 'ms');
-  const binding = fdFor(target, fd, 'setUserTimeout()');
+  const binding = requireFd(target, fd, 'setUserTimeout()');
   const rc = binding.setUserTimeout(fd, ms);
   if (rc !== 0) throw systemError(rc, 'setsockopt');
 }
@@ -206,7 +193,7 @@ export function setUserTimeout(target: Target, ms: number): void {
  */
 export function getUserTimeout(target: Target): number {
   const fd = targetFd(target, 'target');
-  const binding = fdFor(target, fd, 'getUserTimeout()');
+  const binding = requireFd(target, fd, 'getUserTimeout()');
   const rc = binding.getUserTimeout(fd);
   if (rc < 0) throw systemError(rc, 'getsockopt');
   return rc;

@@ -37,11 +37,6 @@ export function targetFd(target: unknown, name: string): number {
   throw invalidArgType(name, TARGET_TYPES, target);
 }
 
-/** Checks the argument type only (for calls that never need the fd). */
-export function assertTarget(target: unknown, name: string): asserts target is Target {
-  targetFd(target, name);
-}
-
 /** `ERR_SOCKSTATE_NO_FD` for a socket object without an fd, saying why. */
 export function noFd(what: string, target: net.Socket | net.Server, sentinel: number): SockstateError {
   return codedError('ERR_SOCKSTATE_NO_FD', `${what}: ${missingFdReason(target, sentinel)}`);

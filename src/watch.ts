@@ -6,9 +6,8 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { invalidArgType, outOfRange } from './errors';
-import { unsupported } from './native';
 import { flagsState } from './flags';
-import { kernel } from './kernel';
+import { kernel, stateOfFd } from './kernel';
 import type { ConnectionState } from './state';
 import { NO_HANDLE, type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
@@ -82,11 +81,7 @@ function isFinished(state: ConnectionState): boolean {
 // One probe, as connectionState() gives it. Throws a SockstateError.
 function probe(target: Target): { state: ConnectionState; fd: number } {
   const fd = targetFd(target, 'target');
-  if (fd >= 0 && kernel !== null) return { state: kernel.state(fd), fd };
-  if (typeof target === 'number') {
-    throw unsupported('watch() on a raw fd');
-  }
-  return { state: flagsState(target), fd };
+  return { state: stateOfFd(target, fd, 'watch()'), fd };
 }
 
 /**
