@@ -7,19 +7,11 @@ import { once } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectionState, supported, takeSocketError, tcpInfo, type Target } from '../src/index';
 import { native } from '../src/native';
+import { caught } from './helpers/errors';
 
 // Every bad input gives a coded error or a defined status, never a crash.
 
 const functions = { connectionState, tcpInfo, takeSocketError } as const;
-
-function thrown(fn: () => unknown): Error & { code?: string; errno?: number; syscall?: string } {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a throw');
-}
 
 describe.each(Object.entries(functions))('%s: wrong argument types', (_name, fn) => {
   const call = fn as (t: unknown) => unknown;
@@ -31,7 +23,7 @@ describe.each(Object.entries(functions))('%s: wrong argument types', (_name, fn)
     ['a bigint', 3n, 'Received type bigint (3n)'],
     ['a UDP socket object', dgram.createSocket('udp4'), 'Received an instance of Socket'],
   ])('%s: TypeError ERR_INVALID_ARG_TYPE', (_label, value, received) => {
-    const err = thrown(() => call(value));
+    const err = caught(() => call(value));
     expect(err).toBeInstanceOf(TypeError);
     expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
     expect(err.message).toBe(
@@ -46,7 +38,7 @@ describe.each(Object.entries(functions))('%s: wrong argument types', (_name, fn)
     ['1.5', 1.5],
     ['Infinity', Infinity],
   ])('%s: RangeError ERR_OUT_OF_RANGE', (label, value) => {
-    const err = thrown(() => call(value));
+    const err = caught(() => call(value));
     expect(err).toBeInstanceOf(RangeError);
     expect(err.code).toBe('ERR_OUT_OF_RANGE');
     expect(err.message).toBe(
@@ -70,7 +62,7 @@ describe('fds the kernel rejects', () => {
   });
 
   const expectSystem = (fn: (t: Target) => unknown, fd: number, code: string, errno: number) => {
-    const err = thrown(() => fn(fd));
+    const err = caught(() => fn(fd));
     if (supported) {
       expect(err).toMatchObject({ code, errno, syscall: 'getsockopt' });
       expect(err.message).toBe(`getsockopt ${code}`);
@@ -94,7 +86,7 @@ describe('fds the kernel rejects', () => {
     expectSystem(connectionState, fd, 'EOPNOTSUPP', -95);
     expectSystem(tcpInfo, fd, 'EOPNOTSUPP', -95);
     if (supported) expect(takeSocketError(fd)).toBeNull();
-    else expect(thrown(() => takeSocketError(fd)).code).toBe('ERR_SOCKSTATE_UNSUPPORTED');
+    else expect(caught(() => takeSocketError(fd)).code).toBe('ERR_SOCKSTATE_UNSUPPORTED');
   });
 
   it.runIf(supported)('an AF_UNIX socket: tcpInfo EOPNOTSUPP, connectionState answers', async () => {
@@ -102,7 +94,7 @@ describe('fds the kernel rejects', () => {
     server.listen(path.join(dir, 'u.sock'));
     await once(server, 'listening');
     try {
-      expect(thrown(() => tcpInfo(server))).toMatchObject({ code: 'EOPNOTSUPP', syscall: 'getsockopt' });
+      expect(caught(() => tcpInfo(server))).toMatchObject({ code: 'EOPNOTSUPP', syscall: 'getsockopt' });
       expect(connectionState(server).status).toBe('listening');
     } finally {
       server.close();
@@ -112,10 +104,10 @@ describe('fds the kernel rejects', () => {
   it('a socket not yet connected and a destroyed one: defined status, coded errors', () => {
     const fresh = new net.Socket();
     expect(connectionState(fresh)).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
-    expect(thrown(() => tcpInfo(fresh)).code).toBe(supported ? 'ERR_SOCKSTATE_NO_FD' : 'ERR_SOCKSTATE_UNSUPPORTED');
+    expect(caught(() => tcpInfo(fresh)).code).toBe(supported ? 'ERR_SOCKSTATE_NO_FD' : 'ERR_SOCKSTATE_UNSUPPORTED');
     fresh.destroy();
     expect(connectionState(fresh)).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
-    expect(thrown(() => takeSocketError(fresh)).code).toBe(
+    expect(caught(() => takeSocketError(fresh)).code).toBe(
       supported ? 'ERR_SOCKSTATE_NO_FD' : 'ERR_SOCKSTATE_UNSUPPORTED',
     );
   });
@@ -124,12 +116,12 @@ describe('fds the kernel rejects', () => {
 describe.runIf(supported)('the raw binding guards its own arguments', () => {
   it('rejects a non-number fd and a NaN fd without touching fd 0', () => {
     const out = new Int32Array(native!.probeSlots.COUNT);
-    expect(thrown(() => native!.probe('0' as unknown as number, out))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
-    expect(thrown(() => native!.probe(NaN, out))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    expect(thrown(() => native!.probe(-1, out))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    expect(thrown(() => native!.probe(0, new Int32Array(2)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    expect(thrown(() => native!.tcpInfo(0, new Uint8Array(8)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    expect(thrown(() => native!.probeMany(new Int32Array(4), new Int32Array(4)))).toMatchObject({
+    expect(caught(() => native!.probe('0' as unknown as number, out))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(caught(() => native!.probe(NaN, out))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(caught(() => native!.probe(-1, out))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(caught(() => native!.probe(0, new Int32Array(2)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(caught(() => native!.tcpInfo(0, new Uint8Array(8)))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(caught(() => native!.probeMany(new Int32Array(4), new Int32Array(4)))).toMatchObject({
       code: 'ERR_OUT_OF_RANGE',
     });
   });

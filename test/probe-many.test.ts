@@ -10,17 +10,9 @@ import { describe, expect, it, vi } from 'vitest';
 import { connectionState } from '../src/index';
 import { type ProbeManyEntry, probeMany } from '../src/probe-many';
 import { perTestCleanup, waitFor } from './helpers/sockets';
+import { caught } from './helpers/errors';
 
 const { cleanups, pair } = perTestCleanup();
-
-function caught(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected the call to throw');
-}
 
 function udpFd(udp: dgram.Socket): number {
   const key = Object.getOwnPropertySymbols(udp).find((s) => s.description === 'state symbol');

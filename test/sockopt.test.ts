@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { getKeepAlive, getUserTimeout, setKeepAlive, setUserTimeout } from '../src/sockopt';
 import { perTestCleanup } from './helpers/sockets';
+import { caught } from './helpers/errors';
 
 const EOPNOTSUPP = os.constants.errno.EOPNOTSUPP;
 
@@ -15,15 +16,6 @@ const { cleanups, pair } = perTestCleanup();
 
 function sysctl(name: string): number {
   return Number(fs.readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim());
-}
-
-function caught(fn: () => unknown): Error & { code?: string; errno?: number; syscall?: string } {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected the call to throw');
 }
 
 /** One errno on Linux with ENOTSUP; reported under the socket name. */

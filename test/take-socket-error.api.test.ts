@@ -3,17 +3,9 @@ import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connectionState, SockstateError, supported, takeSocketError } from '../src/index';
 import { listen, perTestCleanup, spawnFixture } from './helpers/sockets';
+import { caught } from './helpers/errors';
 
 const { pair } = perTestCleanup();
-
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
 
 describe.runIf(supported)('takeSocketError with the native probe', () => {
   it('returns null on a healthy connection, and on CLOSE_WAIT: SO_ERROR 0 does not mean closed', async () => {

@@ -7,17 +7,9 @@ import type { ConnectionState } from '../src/state';
 import type { TcpInfo } from '../src/tcp-info';
 import { type ConnectionWatcher, type WatchEnd, watch } from '../src/watch';
 import { busyWait, listen, perTestCleanup, sleep, waitFor } from './helpers/sockets';
+import { caught } from './helpers/errors';
 
 const { cleanups, pair } = perTestCleanup();
-
-function caught(fn: () => unknown): Error & { code?: string; errno?: number } {
-  try {
-    fn();
-  } catch (err) {
-    return err as Error & { code?: string; errno?: number };
-  }
-  throw new Error('expected the call to throw');
-}
 
 function fdOf(target: net.Socket | net.Server): number {
   return (target as unknown as { _handle: { fd: number } })._handle.fd;
