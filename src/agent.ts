@@ -164,12 +164,13 @@ function isTcp(socket: net.Socket): boolean {
   return socket.remoteFamily === 'IPv4' || socket.remoteFamily === 'IPv6';
 }
 
-// Applies the tuning; throws the SockstateError of a socket that cannot
-// take it.
-function applyTuning(socket: net.Socket, tuning: Tuning): void {
+// Applies the keepalive tuning, and the user timeout when asked (nothing
+// resets that one after connect); throws the SockstateError of a socket
+// that cannot take it.
+function applyTuning(socket: net.Socket, tuning: Tuning, withUserTimeout: boolean): void {
   if (!isTcp(socket)) return;
   if (tuning.keepAlive !== undefined) setKeepAlive(socket, tuning.keepAlive);
-  if (tuning.userTimeoutMs !== undefined) setUserTimeout(socket, tuning.userTimeoutMs);
+  if (withUserTimeout && tuning.userTimeoutMs !== undefined) setUserTimeout(socket, tuning.userTimeoutMs);
 }
 
 type Created = stream.Duplex | null | undefined;
@@ -187,7 +188,7 @@ function tuneOnConnect(socket: Created, tuning: Tuning | null): Created {
   if (tuning !== null && socket instanceof net.Socket) {
     socket.once('connect', () => {
       try {
-        applyTuning(socket, tuning);
+        applyTuning(socket, tuning, true);
       } catch (err) {
         socket.destroy(err as Error);
       }
@@ -196,15 +197,15 @@ function tuneOnConnect(socket: Created, tuning: Tuning | null): Created {
   return socket;
 }
 
-// After Node's keepSocketAlive(): the tuning again. A socket that cannot
-// take it is not pooled (Node then destroys it); it has no 'error'
-// listener at this point, so the error goes out as a process warning
-// instead of an uncaught exception. (Node's hook returns whether to keep
-// the socket; @types/node says void.)
+// After Node's keepSocketAlive(): the keepalive tuning again. A socket
+// that cannot take it is not pooled (Node then destroys it); it has no
+// 'error' listener at this point, so the error goes out as a process
+// warning instead of an uncaught exception. (Node's hook returns whether
+// to keep the socket; @types/node says void.)
 function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): boolean {
   if (!keep || tuning === null || !(socket instanceof net.Socket)) return Boolean(keep);
   try {
-    applyTuning(socket, tuning);
+    applyTuning(socket, tuning, false);
     return true;
   } catch (err) {
     process.emitWarning(err as Error);
