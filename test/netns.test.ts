@@ -84,7 +84,7 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
       expect(await error).toMatchObject({ code: 'ETIMEDOUT' });
       expect(connectionState(socket)).toMatchObject({ status: 'closed', source: 'flags' });
     } finally {
-      ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
+      ns.restore();
     }
   });
 
@@ -108,7 +108,7 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
       expect(tcpInfo(socket).probes).toBe(2);
       expect(await error).toMatchObject({ code: 'ETIMEDOUT' });
     } finally {
-      ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
+      ns.restore();
     }
   });
 
@@ -136,7 +136,7 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
         unackedBytes: 0,
       });
     } finally {
-      ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
+      ns.restore();
     }
   });
 
@@ -168,7 +168,7 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
         unackedBytes: 1000,
       });
     } finally {
-      ns.exec(['ip', 'route', 'del', 'blackhole', `${ns.hostAddr}/32`]);
+      ns.restore();
     }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * A throwaway network namespace joined to this one by a veth pair, for the
- * demo's vanishing peer. Root only. Its addresses exist only on the pair it
+ * demo's vanishing peer (and the tests' dead peers). Root only. Its addresses exist only on the pair it
  * creates (a /30 in 198.18.0.0/15, the range RFC 2544 sets aside for
  * testing), and everything is removed again: by {@link Namespace.destroy},
  * and on process exit as a last resort.
@@ -13,7 +13,8 @@ import { spawnSync } from 'node:child_process';
 export interface Namespace {
   /** Namespace name (`ip netns exec <name> …`). */
   readonly name: string;
-  /** Address on our side of the pair. */
+  /** Our end of the pair, and its address. */
+  readonly hostInterface: string;
   readonly hostAddress: string;
   /** Address inside the namespace, where the peer listens. */
   readonly peerAddress: string;
@@ -74,19 +75,24 @@ function pickSubnet(): { host: string; peer: string } {
       return { host, peer };
     }
   }
-  throw new Error('no free /30 in 198.18.0.0/15 for the demo namespace');
+  throw new Error('no free /30 in 198.18.0.0/15 for the namespace');
 }
+
+let created = 0;
 
 /**
  * Creates the namespace and the pair, addresses on both ends, links up.
  * On failure, removes whatever part was made before rethrowing.
  *
+ * @param purpose - A word for the namespace's name (`sockstate-<purpose>-…`).
  * @throws Error when an `ip` command fails (not root, no netns support).
  */
-export function createNamespace(): Namespace {
-  const name = `sockstate-demo-${process.pid}`;
-  const hostIf = `ssd${process.pid}h`;
-  const peerIf = `ssd${process.pid}n`;
+export function createNamespace(purpose = 'demo'): Namespace {
+  const id = `${process.pid}${(created++).toString(36)}`;
+  const name = `sockstate-${purpose}-${id}`;
+  // Interface names stay within the kernel's 15 characters.
+  const hostIf = `ss${id}h`;
+  const peerIf = `ss${id}n`;
   let destroyed = false;
   const destroy = (): void => {
     if (destroyed) return;
@@ -99,7 +105,7 @@ export function createNamespace(): Namespace {
     const gone = (r: IpResult) => r.status === 0 || /No such|Cannot find|does not exist/i.test(r.stderr);
     if (!gone(ns) || !gone(link)) {
       process.stderr.write(
-        `sockstate demo: could not remove namespace ${name} / link ${hostIf}: ${ns.stderr.trim()} ${link.stderr.trim()}\n`,
+        `sockstate: could not remove namespace ${name} / link ${hostIf}: ${ns.stderr.trim()} ${link.stderr.trim()}\n`,
       );
     }
   };
@@ -120,6 +126,7 @@ export function createNamespace(): Namespace {
     ipOrThrow(['neigh', 'replace', peer, 'lladdr', mac, 'dev', hostIf, 'nud', 'permanent']);
     return {
       name,
+      hostInterface: hostIf,
       hostAddress: host,
       peerAddress: peer,
       exec: ['ip', 'netns', 'exec', name],

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as readline from 'node:readline';
+import { createNamespace } from '../../src/cli/netns';
 
 /** `ip netns` needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN). */
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -14,19 +15,11 @@ export interface NetnsServer {
 }
 
 /**
- * A network namespace joined to ours by one veth pair, with a /30 on it:
- * traffic to {@link Netns.nsAddr} leaves through that pair only.
+ * The demo's namespace (src/cli/netns.ts: a veth pair, a /30 in
+ * 198.18.0.0/15 on it and nowhere else) with what the tests add: a server
+ * inside, and a cut that keeps both links up.
  */
 export interface Netns {
-  readonly name: string;
-  /** Our end of the veth pair, and its address. */
-  readonly hostIf: string;
-  readonly hostAddr: string;
-  /** The namespace's end, and its address. */
-  readonly nsIf: string;
-  readonly nsAddr: string;
-  /** Runs a command inside the namespace; returns its stdout. */
-  exec(args: string[]): string;
   /** Starts a server inside the namespace that accepts and holds connections, reading nothing. */
   startServer(): Promise<NetnsServer>;
   /**
@@ -36,29 +29,10 @@ export interface Netns {
    * local error and no ICMP, until it times out with ETIMEDOUT.
    */
   cut(): void;
+  /** Undoes {@link Netns.cut}. */
+  restore(): void;
   /** Stops the servers and deletes the namespace and the veth pair. Idempotent. */
   destroy(): void;
-}
-
-let counter = 0;
-
-function run(args: string[]): string {
-  return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** A /30 in 10.200.0.0/13 that no address or route of ours uses yet. */
-function freeSubnet(): [host: string, ns: string] {
-  const inUse = run(['ip', '-4', 'route', 'show', 'table', 'all']) + run(['ip', '-4', 'addr', 'show']);
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const b = 200 + Math.floor(Math.random() * 8);
-    const c = Math.floor(Math.random() * 256);
-    const d = Math.floor(Math.random() * 64) * 4;
-    const prefix = `10.${b}.${c}.`;
-    if (!inUse.includes(`${prefix}${d}/30`) && !inUse.includes(`${prefix}${d + 1}`) && !inUse.includes(`${prefix}${d + 2}`)) {
-      return [`${prefix}${d + 1}`, `${prefix}${d + 2}`];
-    }
-  }
-  throw new Error('no free 10.200.0.0/13 subnet for the test namespace');
 }
 
 // The server in the namespace: prints its port, holds every connection
@@ -73,35 +47,21 @@ process.stdin.on('data', (d) => { if (String(d).includes('end')) for (const s of
 process.stdin.on('end', () => process.exit(0));
 `;
 
-const live = new Set<Netns>();
-process.once('exit', () => {
-  for (const ns of live) ns.destroy();
-});
-
 /**
  * Creates a namespace with a unique name, a veth pair between it and the
  * test's namespace, and addresses on that pair only. Call `destroy()` in
  * afterAll; it also runs at process exit if a test crashed first.
  */
 export function createNetns(): Netns {
-  const id = `${process.pid % 100000}${(counter++).toString(36)}`;
-  const name = `sockstate-${process.pid}-${counter}`;
-  const hostIf = `ssh${id}`;
-  const nsIf = `ssn${id}`;
-  const [hostAddr, nsAddr] = freeSubnet();
+  const ns = createNamespace('test');
   const servers: ChildProcess[] = [];
-  let destroyed = false;
-  const inNs = (args: string[]) => ['ip', 'netns', 'exec', name, ...args];
-
-  const ns: Netns = {
-    name,
-    hostIf,
-    hostAddr,
-    nsIf,
-    nsAddr,
-    exec: (args) => run(inNs(args)),
+  const blackhole = (verb: 'add' | 'del') =>
+    execFileSync(ns.exec[0]!, [...ns.exec.slice(1), 'ip', 'route', verb, 'blackhole', `${ns.hostAddress}/32`], {
+      stdio: 'ignore',
+    });
+  return {
     async startServer() {
-      const [cmd, ...args] = inNs([process.execPath, '-e', SERVER, nsAddr]);
+      const [cmd, ...args] = [...ns.exec, process.execPath, '-e', SERVER, ns.peerAddress];
       const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'inherit'] });
       servers.push(child);
       const exited = once(child, 'exit').then(([code]) => {
@@ -109,45 +69,13 @@ export function createNetns(): Netns {
       });
       const line = once(readline.createInterface({ input: child.stdout! }), 'line') as Promise<[string]>;
       const [port] = await Promise.race([line, exited]);
-      return { child, host: nsAddr, port: Number(port) };
+      return { child, host: ns.peerAddress, port: Number(port) };
     },
-    cut() {
-      run(inNs(['ip', 'route', 'add', 'blackhole', `${hostAddr}/32`]));
-    },
+    cut: () => blackhole('add'),
+    restore: () => blackhole('del'),
     destroy() {
-      if (destroyed) return;
-      destroyed = true;
-      live.delete(ns);
-      for (const child of servers) child.kill('SIGKILL');
-      // Deleting our end deletes the pair; the namespace goes next. Both
-      // are attempted even if one is already gone.
-      const errors: string[] = [];
-      for (const args of [
-        ['ip', 'link', 'del', hostIf],
-        ['ip', 'netns', 'del', name],
-      ]) {
-        try {
-          run(args);
-        } catch (err) {
-          const stderr = String((err as { stderr?: unknown }).stderr ?? err);
-          if (!/Cannot find device|No such file|does not exist/.test(stderr)) errors.push(`${args.join(' ')}: ${stderr}`);
-        }
-      }
-      if (errors.length > 0) throw new Error(`netns teardown failed:\n${errors.join('\n')}`);
+      for (const child of servers.splice(0)) child.kill('SIGKILL');
+      ns.destroy();
     },
   };
-
-  live.add(ns);
-  try {
-    run(['ip', 'netns', 'add', name]);
-    run(['ip', 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', name]);
-    run(['ip', 'addr', 'add', `${hostAddr}/30`, 'dev', hostIf]);
-    run(['ip', 'link', 'set', hostIf, 'up']);
-    run(inNs(['ip', 'addr', 'add', `${nsAddr}/30`, 'dev', nsIf]));
-    run(inNs(['ip', 'link', 'set', nsIf, 'up']));
-  } catch (err) {
-    ns.destroy();
-    throw err;
-  }
-  return ns;
 }
