@@ -12,7 +12,9 @@ export type SockstateErrorCode =
   /** takeSocketError() on a socket that is still connecting. */
   | 'ERR_SOCKSTATE_CONNECTING'
   /** The kernel filled less of struct tcp_info than any supported kernel does. */
-  | 'ERR_SOCKSTATE_SHORT_TCP_INFO';
+  | 'ERR_SOCKSTATE_SHORT_TCP_INFO'
+  /** An integration's optional peer dependency (undici, prom-client, …) is not installed. */
+  | 'ERR_SOCKSTATE_PEER_MISSING';
 
 /**
  * The error class for everything sockstate reports besides argument type
