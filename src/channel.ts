@@ -1,8 +1,9 @@
 /**
- * One `node:diagnostics_channel` on which every guard (the HTTP agents,
- * `sockstate/undici`, the pool guards) reports each reuse check it makes.
- * Metrics subscribe to it; nothing is published when nobody listens, so an
- * unobserved check costs one property read.
+ * The `node:diagnostics_channel`s on which every guard (the HTTP agents,
+ * `sockstate/undici`, the pool guards) reports each reuse check it makes
+ * and each connection it opens or adopts. Metrics subscribe to them;
+ * nothing is published when nobody listens, so an unobserved guard pays
+ * one property read.
  *
  * @packageDocumentation
  */
@@ -28,5 +29,26 @@ export const reuseCheckChannel: diagnostics.Channel = diagnostics.channel(REUSE_
 export function publishReuseCheck(owner: object, reusable: boolean, reason: string): void {
   if (reuseCheckChannel.hasSubscribers) {
     reuseCheckChannel.publish({ owner, reusable, reason } satisfies ReuseCheckMessage);
+  }
+}
+
+/** The name of the channel on which guards announce each new connection: `'sockstate:connection'`. */
+export const CONNECTION_CHANNEL = 'sockstate:connection';
+
+/** What a guard publishes when a connection it manages appears. */
+export interface ConnectionMessage {
+  /** The agent, dispatcher or pool that owns the connection. */
+  readonly owner: object;
+  /** The connection's socket (a `net.Socket` or `tls.TLSSocket`). */
+  readonly socket: object;
+}
+
+/** The channel itself, for subscribers such as the metrics trackers. */
+export const connectionChannel: diagnostics.Channel = diagnostics.channel(CONNECTION_CHANNEL);
+
+/** Publishes a new connection of `owner` when anybody subscribes. */
+export function publishConnection(owner: object, socket: object): void {
+  if (connectionChannel.hasSubscribers) {
+    connectionChannel.publish({ owner, socket } satisfies ConnectionMessage);
   }
 }
