@@ -16,7 +16,8 @@
           "sources": [
             "native/probe.cc",
             "native/tcp_info.cc",
-            "native/sockopt.cc"
+            "native/sockopt.cc",
+            "native/sweep.cc"
           ],
           "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"]
         }]

@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sockstate::InitProbe(env, exports);
   sockstate::InitTcpInfo(env, exports);
   sockstate::InitSockopt(env, exports);
+  sockstate::InitSweep(env, exports);
 #else
   exports.Set("platformSupported", Napi::Boolean::New(env, false));
 #endif

@@ -12,6 +12,8 @@ void InitProbe(Napi::Env env, Napi::Object exports);
 void InitTcpInfo(Napi::Env env, Napi::Object exports);
 // soError(), keepalive and user-timeout options (sockopt.cc).
 void InitSockopt(Napi::Env env, Napi::Object exports);
+// sweepSample(), sweepProbe(), sample(), cookies(): off-thread sweeps (sweep.cc).
+void InitSweep(Napi::Env env, Napi::Object exports);
 
 }  // namespace sockstate
 
