@@ -33,6 +33,28 @@ export interface NativeBinding {
   setUserTimeout(fd: number, ms: number): number;
   /** TCP_USER_TIMEOUT in ms, or -errno. TCP only: -EOPNOTSUPP for other sockets. */
   getUserTimeout(fd: number): number;
+  /**
+   * Off-thread sweep (libuv pool): one metrics row (sampleSlots.COUNT
+   * float64s) per fd, kept only when the fd's SO_COOKIE still equals
+   * `cookies[i]` after the reads (else RESULT = sweepChanged).
+   */
+  sweepSample(fds: Int32Array, cookies: BigUint64Array, out: Float64Array): Promise<number>;
+  /** {@link NativeBinding.sweepSample} with probeMany's Int32 rows. */
+  sweepProbe(fds: Int32Array, cookies: BigUint64Array, out: Int32Array): Promise<number>;
+  /** One metrics row for `fd` at `out[row * sampleSlots.COUNT]`, on this thread; 0 or -errno. */
+  sample(fd: number, out: Float64Array, row: number): number;
+  /** SO_COOKIE of each fd into `out[start + i]` (0 on failure); 0 or the first -errno. */
+  cookies(fds: Int32Array, out: BigUint64Array, start: number): number;
+  /** Positions in a metrics row (sweepSample, sample). */
+  readonly sampleSlots: Readonly<Record<
+    | 'RESULT' | 'STATE' | 'REVENTS' | 'STALLED' | 'RTT' | 'RTTVAR' | 'MIN_RTT' | 'SND_CWND'
+    | 'TOTAL_RETRANS' | 'RETRANS' | 'LOST' | 'UNACKED' | 'SEGS_OUT' | 'BYTES_ACKED' | 'BYTES_SENT'
+    | 'BYTES_RECEIVED' | 'BYTES_RETRANS' | 'LAST_DATA_RECV' | 'LAST_ACK_RECV' | 'LAST_DATA_SENT'
+    | 'INFO_LENGTH' | 'COUNT',
+    number
+  >>;
+  /** RESULT of a swept row whose fd no longer names the expected socket. */
+  readonly sweepChanged: number;
   /** Positions in a probe's Int32Array. */
   readonly probeSlots: {
     readonly KIND: number;
@@ -82,6 +104,10 @@ const FUNCTIONS = [
   'getKeepAlive',
   'setUserTimeout',
   'getUserTimeout',
+  'sweepSample',
+  'sweepProbe',
+  'sample',
+  'cookies',
 ] as const satisfies readonly (keyof NativeBinding)[];
 const CONSTANTS = [
   'probeSlots',
@@ -90,6 +116,7 @@ const CONSTANTS = [
   'pollFlags',
   'tcpStates',
   'tcpInfoLayout',
+  'sampleSlots',
 ] as const satisfies readonly (keyof NativeBinding)[];
 
 function load(): { binding: NativeBinding | null; error: Error | null } {
