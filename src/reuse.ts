@@ -6,8 +6,8 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { systemError } from './errors';
-import { stateOfFd } from './kernel';
+import { invalidArgType, outOfRange, systemError } from './errors';
+import { kernel, stateOfFd } from './kernel';
 import { native } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
@@ -27,8 +27,91 @@ import { type Target, targetFd } from './target';
  *   or reset it, an error is pending, we ended or destroyed it, or it is
  *   not an established connection at all (still connecting, a listening
  *   server, never connected). `state.status` tells which.
+ * - `stalled` (only with {@link ReuseOptions}, unless `allowStalled`): an
+ *   open connection on which the kernel is retransmitting, probing or
+ *   backing off, or that still holds bytes it could not send because the
+ *   peer stopped reading. The next request would queue behind them or be
+ *   lost with the connection.
+ * - `silent` (only with `maxSilentMs`): an open connection whose peer has
+ *   sent nothing, not even an ACK, for longer than `maxSilentMs` by the
+ *   kernel's clocks: what a connection that a NAT gateway or firewall
+ *   silently forgot looks like.
  */
-export type ReuseReason = 'idle' | 'dataPending' | 'closed';
+export type ReuseReason = 'idle' | 'dataPending' | 'closed' | 'stalled' | 'silent';
+
+/**
+ * Stricter reuse rules, for pools that can afford one `TCP_INFO` read per
+ * checkout. Passing any options object (even `{}`) takes the full path and
+ * rules out `stalled` connections; without options the check looks at
+ * neither retransmissions nor silence and {@link isReusable} stays one
+ * `poll(2)`.
+ *
+ * Both rules apply to TCP connections answered by the kernel. An AF_UNIX
+ * connection has no retransmissions and no network in between that could
+ * drop it silently, and an answer from Node's flags (no addon, no fd) has
+ * no kernel clocks: for those, the verdict is the plain one, and
+ * `state.tcpState` / `state.source` say so.
+ */
+export interface ReuseOptions {
+  /**
+   * Not reusable (reason `'silent'`) when the peer has sent nothing for
+   * longer than this many milliseconds: no data and no ACK, so a keepalive
+   * ACK counts as a sign of life. Measured as the kernel's keepalive timer
+   * measures idleness, `min(tcpi_last_data_recv, tcpi_last_ack_recv)`,
+   * which stays exact when the event loop was busy and a pool's own idle
+   * timer could not fire. An integer from 0 to 4294967295; unset: no bound.
+   */
+  readonly maxSilentMs?: number;
+  /**
+   * Whether a `stalled` connection is reusable. Default `false`: a
+   * connection the kernel is retransmitting on (or probing a zero window
+   * or keepalive on, or backing off), or that holds unsent bytes, is
+   * reason `'stalled'`.
+   */
+  readonly allowStalled?: boolean;
+}
+
+/** Validated {@link ReuseOptions}. */
+export interface ReusePolicy {
+  /** The bound on the peer's silence in ms, or undefined for none. */
+  readonly maxSilentMs: number | undefined;
+  /** Whether `stalled` connections are reusable. */
+  readonly allowStalled: boolean;
+}
+
+const MAX_SILENT_MS = 0xffffffff;
+
+/**
+ * Validates {@link ReuseOptions}, reading only the caller's own
+ * properties, into a {@link ReusePolicy}; `null` for `undefined` (the
+ * plain check). Guards call it once when they are set up.
+ *
+ * @param options - The options, or undefined.
+ * @param name - The argument's name for error messages (`'options'`,
+ *   `'options.reuse'`).
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for options that are not an
+ *   object, a `maxSilentMs` that is not a number or an `allowStalled`
+ *   that is not a boolean.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a `maxSilentMs` that is not an
+ *   integer from 0 to 4294967295.
+ */
+export function reusePolicy(options: unknown, name: string): ReusePolicy | null {
+  if (options === undefined) return null;
+  if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options);
+  const own = (key: string): unknown => (Object.prototype.hasOwnProperty.call(options, key) ? (options as Record<string, unknown>)[key] : undefined);
+  const maxSilentMs = own('maxSilentMs');
+  if (maxSilentMs !== undefined) {
+    if (typeof maxSilentMs !== 'number') throw invalidArgType(`${name}.maxSilentMs`, 'of type number', maxSilentMs);
+    if (!Number.isInteger(maxSilentMs) || maxSilentMs < 0 || maxSilentMs > MAX_SILENT_MS) {
+      throw outOfRange(`${name}.maxSilentMs`, `an integer >= 0 and <= ${MAX_SILENT_MS}`, maxSilentMs);
+    }
+  }
+  const allowStalled = own('allowStalled');
+  if (allowStalled !== undefined && typeof allowStalled !== 'boolean') {
+    throw invalidArgType(`${name}.allowStalled`, 'of type boolean', allowStalled);
+  }
+  return { maxSilentMs, allowStalled: allowStalled === true };
+}
 
 /** The verdict of {@link checkReusable}. */
 export interface ReuseVerdict {
@@ -36,6 +119,11 @@ export interface ReuseVerdict {
   readonly reusable: boolean;
   /** Why; see {@link ReuseReason}. */
   readonly reason: ReuseReason;
+  /**
+   * How long the peer has been silent, in ms, by the kernel's clocks: set
+   * only when `maxSilentMs` was given and the kernel could measure it.
+   */
+  readonly silentMs?: number;
   /**
    * The connection's state as the kernel reports it (`source: 'kernel'`),
    * or from Node's flags without the addon or an fd. Node's own flags can
@@ -57,6 +145,18 @@ const POLLOUT = flags === undefined ? 0 : flags.POLLOUT;
 // end(), which poll() reports exactly like an idle connection (POLLOUT).
 function nodeAllows(socket: net.Socket): boolean {
   return !socket.destroyed && !socket.connecting && socket.writable && socket.readable && socket.readableLength === 0;
+}
+
+// The poll-only answer is valid for a TCP socket alone: poll(2) says POLLOUT
+// for a FIFO, a pipe or a terminal too, which are no connection at all and
+// for which the full probe fails with ENOTSOCK. Node picks the handle's
+// class from the fd's kind (TCP for TCP sockets, Pipe for AF_UNIX sockets,
+// FIFOs and pipes, TTY for terminals); TLS wraps the TCP handle.
+function tcpHandle(socket: net.Socket): boolean {
+  const handle = (socket as unknown as { _handle: { constructor: { name: string }; _parent?: { constructor: { name: string } } } })._handle;
+  const name = handle.constructor.name;
+  if (name === 'TCP') return true;
+  return name === 'TLSWrap' && handle._parent?.constructor.name === 'TCP';
 }
 
 function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdict {
@@ -91,8 +191,16 @@ function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdic
  * flags Node already keeps; revents of exactly POLLOUT with Node's flags in
  * order means idle, and any of POLLIN, POLLRDHUP, POLLERR or POLLHUP means
  * not. Only revents of 0 (still connecting, or a full send buffer) fall
- * back to the full {@link checkReusable}, as do raw fds and servers. It
- * always agrees with `checkReusable(target).reusable`.
+ * back to the full {@link checkReusable}, as do raw fds, servers, AF_UNIX
+ * sockets and anything else that is not a TCP handle (a `net.Socket` over
+ * a FIFO, a pipe or a terminal: poll(2) cannot tell those from a
+ * connection, the full probe can, and fails with `ENOTSOCK`). It always
+ * agrees with `checkReusable(target, options).reusable`: the same answer
+ * or the same error.
+ *
+ * With `options` it takes the full path, one `TCP_INFO` read more, and
+ * also rules out `stalled` and (with `maxSilentMs`) `silent` connections;
+ * see {@link ReuseOptions}.
  *
  * On a TLS socket, encrypted records waiting in the kernel count as unread
  * (see {@link checkReusable}).
@@ -106,24 +214,31 @@ function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdic
  * kernel (a peer's FIN shows only once Node has read it).
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @param options - Stricter rules ({@link ReuseOptions}); omit for the
+ *   plain one-`poll` check.
  * @returns True when the connection is idle and open.
- * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type.
- * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type,
+ *   or bad options (see {@link ReuseOptions}).
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd,
+ *   or a `maxSilentMs` out of range.
  * @throws SockstateError a system error from `poll` (or, on the full path,
  *   `getsockopt`/`ioctl`): `EBADF`, `ENOTSOCK`, `EOPNOTSUPP` for a raw fd
- *   the kernel rejects; `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without
+ *   the kernel rejects, `ENOTSOCK` for a socket object over something
+ *   that is not a socket; `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without
  *   the addon.
  */
-export function isReusable(target: Target): boolean {
+export function isReusable(target: Target, options?: ReuseOptions): boolean {
   const fd = targetFd(target, 'target');
-  if (native !== null && fd >= 0 && target instanceof net.Socket) {
+  const policy = reusePolicy(options, 'options');
+  if (policy !== null) return verdictOf(target, fd, policy).reusable;
+  if (native !== null && fd >= 0 && target instanceof net.Socket && tcpHandle(target)) {
     if (!nodeAllows(target)) return false;
     const revents = native.poll(fd);
     if (revents < 0) throw systemError(revents, 'poll');
     if ((revents & NOT_IDLE) !== 0) return false;
     if ((revents & POLLOUT) !== 0) return true;
   }
-  return verdictOf(target, fd).reusable;
+  return verdictOf(target, fd, null).reusable;
 }
 
 /**
@@ -135,7 +250,9 @@ export function isReusable(target: Target): boolean {
  * Mapping: `idle` for an open connection with nothing pending; otherwise
  * `dataPending` whenever unread bytes wait (even if the peer also closed
  * or reset the connection: Linux delivers those bytes first);
- * otherwise `closed`. See {@link ReuseReason}.
+ * otherwise `closed`. With `options`, an open connection that is
+ * otherwise idle is `stalled` or `silent` by the rules of
+ * {@link ReuseOptions}. See {@link ReuseReason}.
  *
  * TLS: the kernel's unread bytes on a `tls.TLSSocket` are encrypted
  * records that only the TLS layer can read. While the connection is open
@@ -149,21 +266,51 @@ export function isReusable(target: Target): boolean {
  * count.
  *
  * Costs `TCP_INFO` plus `poll(2)` (and `SIOCINQ` only when there is
- * something to count); use {@link isReusable} when only the boolean is
- * needed.
+ * something to count; a second `TCP_INFO` for `maxSilentMs`); use
+ * {@link isReusable} when only the boolean is needed.
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
+ * @param options - Stricter rules ({@link ReuseOptions}); omit for the
+ *   plain check.
  * @returns A new {@link ReuseVerdict}.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`
- *   for a bad argument.
+ *   for a bad argument or bad options.
  * @throws SockstateError a system error for a raw fd the kernel rejects
- *   (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`); `ERR_SOCKSTATE_UNSUPPORTED` for a
+ *   (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`) or a socket object over something
+ *   that is not a socket (`ENOTSOCK`); `ERR_SOCKSTATE_UNSUPPORTED` for a
  *   raw fd without the addon.
  */
-export function checkReusable(target: Target): ReuseVerdict {
-  return verdictOf(target, targetFd(target, 'target'));
+export function checkReusable(target: Target, options?: ReuseOptions): ReuseVerdict {
+  const fd = targetFd(target, 'target');
+  return verdictOf(target, fd, reusePolicy(options, 'options'));
 }
 
-function verdictOf(target: Target, fd: number): ReuseVerdict {
-  return verdict(stateOfFd(target, fd, 'checkReusable()'), target instanceof net.Socket ? target : null);
+/**
+ * {@link checkReusable} with options already validated by
+ * {@link reusePolicy}, for guards that check on every checkout.
+ */
+export function checkReusableWith(target: Target, policy: ReusePolicy | null): ReuseVerdict {
+  return verdictOf(target, targetFd(target, 'target'), policy);
+}
+
+/** {@link isReusable} with options already validated by {@link reusePolicy}. */
+export function isReusableWith(target: Target, policy: ReusePolicy | null): boolean {
+  return policy === null ? isReusable(target) : checkReusableWith(target, policy).reusable;
+}
+
+function verdictOf(target: Target, fd: number, policy: ReusePolicy | null): ReuseVerdict {
+  const state = stateOfFd(target, fd, 'checkReusable()');
+  const plain = verdict(state, target instanceof net.Socket ? target : null);
+  if (policy === null || !plain.reusable || state.source !== 'kernel' || state.tcpState === null) return plain;
+  if (!policy.allowStalled && (state.stalled || state.unsentBytes > 0)) {
+    return { reusable: false, reason: 'stalled', state };
+  }
+  if (policy.maxSilentMs === undefined) return plain;
+  // The kernel's keepalive timer measures idleness the same way
+  // (keepalive_time_elapsed()): the later of the last data and the last
+  // ACK from the peer. Read in this same synchronous call as the fd.
+  const info = kernel!.tcpInfo(fd);
+  const silentMs = Math.min(info.lastDataRecv, info.lastAckRecv);
+  if (silentMs > policy.maxSilentMs) return { reusable: false, reason: 'silent', silentMs, state };
+  return { reusable: true, reason: 'idle', silentMs, state };
 }

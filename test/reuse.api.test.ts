@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { supported } from '../src/index';
 import { checkReusable, isReusable, type ReuseReason, type ReuseVerdict } from '../src/reuse';
 import type { ConnectionStatus } from '../src/state';
-import { listen, perTestCleanup, waitFor } from './helpers/sockets';
+import { busyWait, listen, perTestCleanup, waitFor } from './helpers/sockets';
+import { caught } from './helpers/errors';
 
 // isReusable/checkReusable on real loopback sockets. Where the kernel knows
 // before Node does (the peer's bytes, FIN or RST not yet read), the check
@@ -178,5 +179,78 @@ describe('isReusable / checkReusable', () => {
       expect(() => call(-1)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
       expect(() => call(1.5)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     }
+  });
+});
+
+describe('ReuseOptions', () => {
+  it('are validated, with errors naming the option', async () => {
+    const { client } = await pair();
+    for (const call of [isReusable, checkReusable] as ((t: net.Socket, o?: unknown) => unknown)[]) {
+      for (const bad of [null, 5, 'x', true]) {
+        const err = caught(() => call(client, bad));
+        expect({ name: err.name, code: err.code }).toEqual({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+        expect(err.message).toContain('"options"');
+      }
+      const notNumber = caught(() => call(client, { maxSilentMs: '1000' }));
+      expect({ name: notNumber.name, code: notNumber.code }).toEqual({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      expect(notNumber.message).toContain('"options.maxSilentMs"');
+      for (const n of [-1, 1.5, 2 ** 32, Number.NaN, Number.POSITIVE_INFINITY]) {
+        const err = caught(() => call(client, { maxSilentMs: n }));
+        expect({ name: err.name, code: err.code }).toEqual({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+        expect(err.message).toContain('"options.maxSilentMs"');
+      }
+      const notBool = caught(() => call(client, { allowStalled: 1 }));
+      expect({ name: notBool.name, code: notBool.code }).toEqual({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      expect(notBool.message).toContain('"options.allowStalled"');
+    }
+    // The bounds themselves are accepted.
+    expect(checkReusable(client, { maxSilentMs: 2 ** 32 - 1, allowStalled: false }).reusable).toBe(true);
+  });
+
+  it('are read from the caller\'s own properties only, never the prototype chain', async () => {
+    const { client } = await pair();
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.maxSilentMs = 0;
+    proto.allowStalled = 'not a boolean';
+    try {
+      busyWait(30);
+      expect(checkReusable(client, {})).toMatchObject({ reusable: true, reason: 'idle' });
+      expect(isReusable(client, {})).toBe(true);
+      expect(checkReusable(client, {}).silentMs).toBeUndefined();
+      // Inherited from an object the caller made is still not the caller's own.
+      expect(checkReusable(client, Object.create({ maxSilentMs: 0 }))).toMatchObject({ reusable: true, reason: 'idle' });
+    } finally {
+      delete proto.maxSilentMs;
+      delete proto.allowStalled;
+    }
+  });
+
+  it('bound silence by the kernel clocks, or leave the verdict plain when answered from flags', async () => {
+    const { client } = await pair();
+    busyWait(300);
+    const v = checkReusable(client, { maxSilentMs: 200 });
+    expect(isReusable(client, { maxSilentMs: 200 })).toBe(v.reusable);
+    if (supported) {
+      expect(v).toMatchObject({ reusable: false, reason: 'silent', state: { source: 'kernel', status: 'open' } });
+      expect(v.silentMs).toBeGreaterThanOrEqual(290);
+    } else {
+      // No kernel clock to read: the verdict says where it came from.
+      expect(v).toMatchObject({ reusable: true, reason: 'idle', state: { source: 'flags', status: 'open' } });
+      expect(v.silentMs).toBeUndefined();
+    }
+  });
+
+  it('do not change the verdict on a closed connection or a raw fd error', async () => {
+    const { client, peer } = await pair();
+    peer.destroy();
+    client.resume();
+    await once(client, 'end');
+    expect(checkReusable(client, { maxSilentMs: 1 })).toMatchObject({ reusable: false, reason: 'closed' });
+    client.destroy();
+    expect(checkReusable(client, {})).toMatchObject({ reusable: false, reason: 'closed', state: { status: 'closed' } });
+    expect(isReusable(client, {})).toBe(false);
+    const code = supported ? 'EBADF' : 'ERR_SOCKSTATE_UNSUPPORTED';
+    expect(caught(() => checkReusable(1_000_000, {})).code).toBe(code);
+    expect(caught(() => isReusable(1_000_000, { maxSilentMs: 1 })).code).toBe(code);
   });
 });

@@ -6,10 +6,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectionState } from '../src/index';
+import * as tty from 'node:tty';
+import { connectionState, setKeepAlive, tcpInfo } from '../src/index';
 import { native } from '../src/native';
-import { checkReusable, isReusable } from '../src/reuse';
-import { perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
+import { checkReusable, isReusable, type ReuseOptions } from '../src/reuse';
+import { busyWait, perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 
 // Kernel-only: the facts the fast path of isReusable rests on, and TLS.
 
@@ -174,5 +175,181 @@ describe.runIf(native !== null)('TLS: unread records are not a dead peer', () =>
     expect(v.state.unreadBytes).toBeGreaterThan(0);
     expect(v).toMatchObject({ reusable: false, reason: 'closed', state: { status: 'peerClosed', tcpState: 'CLOSE_WAIT' } });
     expect(isReusable(socket)).toBe(false);
+  });
+});
+
+describe.runIf(native !== null)('things that are not sockets get the same answer from both checks', () => {
+  /** Both calls' outcome: the boolean, or the thrown code. */
+  function outcomes(target: net.Socket): { is: unknown; check: unknown } {
+    const run = (fn: () => unknown): unknown => {
+      try {
+        return fn();
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    };
+    return { is: run(() => isReusable(target)), check: run(() => checkReusable(target).reusable) };
+  }
+
+  function fifo(): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-fifo-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [file]);
+    return file;
+  }
+
+  it('a net.Socket over a FIFO, either end or both, is ENOTSOCK for both', () => {
+    const file = fifo();
+    const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = fs.constants;
+    const reader = new net.Socket({ fd: fs.openSync(file, O_RDONLY | O_NONBLOCK), readable: true, writable: false });
+    const writer = new net.Socket({ fd: fs.openSync(file, O_WRONLY | O_NONBLOCK), readable: false, writable: true });
+    const both = new net.Socket({ fd: fs.openSync(file, O_RDWR | O_NONBLOCK), readable: true, writable: true });
+    for (const s of [reader, writer, both]) {
+      cleanups.push(() => s.destroy());
+      // Node gives a FIFO the same handle class as an AF_UNIX socket.
+      expect((s as unknown as { _handle: object })._handle.constructor.name).toBe('Pipe');
+      expect(outcomes(s)).toEqual({ is: 'ENOTSOCK', check: 'ENOTSOCK' });
+      for (const options of [{}, { maxSilentMs: 1000 }] satisfies ReuseOptions[]) {
+        expect(() => isReusable(s, options)).toThrow(expect.objectContaining({ code: 'ENOTSOCK' }));
+        expect(() => checkReusable(s, options)).toThrow(expect.objectContaining({ code: 'ENOTSOCK' }));
+      }
+    }
+  });
+
+  it('a terminal (tty.WriteStream and ReadStream on a pty) is ENOTSOCK for both', () => {
+    const fd = fs.openSync('/dev/ptmx', 'r+');
+    expect(tty.isatty(fd)).toBe(true);
+    const out = new tty.WriteStream(fd);
+    cleanups.push(() => out.destroy());
+    expect(out).toBeInstanceOf(net.Socket);
+    expect(outcomes(out)).toEqual({ is: 'ENOTSOCK', check: 'ENOTSOCK' });
+    const input = new tty.ReadStream(fs.openSync('/dev/ptmx', 'r+'));
+    cleanups.push(() => input.destroy());
+    expect(outcomes(input)).toEqual({ is: 'ENOTSOCK', check: 'ENOTSOCK' });
+  });
+
+  it("an anonymous pipe (a child's stdin fed by a shell pipe) is ENOTSOCK for both", () => {
+    // The child, running the built package (npm test builds lib/ first),
+    // reports what both calls did on its own process.stdin.
+    const script =
+      "const { isReusable, checkReusable } = require(process.argv[1]);" +
+      "const run = (f) => { try { return f(); } catch (e) { return e.code; } };" +
+      "const s = process.stdin;" +
+      "console.log(JSON.stringify({ fifo: require('fs').fstatSync(0).isFIFO(), handle: s._handle.constructor.name," +
+      " is: run(() => isReusable(s)), check: run(() => checkReusable(s).reusable) })); process.exit(0);";
+    const lib = path.join(__dirname, '..', 'lib', 'index.js');
+    const out = execFileSync('sh', ['-c', `true | "${process.execPath}" -e "$0" "$1"`, script, lib], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ fifo: true, handle: 'Pipe', is: 'ENOTSOCK', check: 'ENOTSOCK' });
+  });
+});
+
+describe.runIf(native !== null)('ReuseOptions: silence by the kernel clocks, and stalled connections', () => {
+  /** checkReusable with options, also asserting that isReusable agrees. */
+  function verdictWith(target: net.Socket, options: ReuseOptions) {
+    const v = checkReusable(target, options);
+    expect(isReusable(target, options)).toBe(v.reusable);
+    return v;
+  }
+
+  it('a peer silent longer than maxSilentMs is silent, measured by the kernel while the loop is busy', async () => {
+    const { client, peer } = await pair();
+    // No timer can fire during this: only the kernel's clocks see the time pass.
+    busyWait(400);
+    const v = verdictWith(client, { maxSilentMs: 300 });
+    expect(v).toMatchObject({ reusable: false, reason: 'silent', state: { status: 'open', tcpState: 'ESTABLISHED' } });
+    expect(v.silentMs).toBeGreaterThanOrEqual(390);
+    // The same connection under a looser bound is idle, and says how silent it is.
+    const loose = verdictWith(client, { maxSilentMs: 60_000 });
+    expect(loose).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(loose.silentMs).toBeGreaterThanOrEqual(390);
+    // Without maxSilentMs nothing is measured, and the plain check ignores silence.
+    expect(verdictWith(client, {})).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(checkReusable(client, {}).silentMs).toBeUndefined();
+    expect(checkReusable(client)).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(isReusable(client)).toBe(true);
+
+    // Data from the peer, once read, ends the silence.
+    peer.write('x');
+    await once(client, 'data');
+    const after = verdictWith(client, { maxSilentMs: 300 });
+    expect(after).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(after.silentMs).toBeLessThan(300);
+  });
+
+  it('a keepalive ACK is a sign of life: it resets the silence, though no data came', async () => {
+    const alive = await pair();
+    const quiet = await pair();
+    // Probe after 1 s of silence, every 1 s: the peer's kernel ACKs each probe.
+    setKeepAlive(alive.client, { idleMs: 1000, intervalMs: 1000, count: 5 });
+    await waitFor(() => tcpInfo(quiet.client).lastDataRecv > 2600, 10_000, '2.6 s of silence');
+    const info = tcpInfo(alive.client);
+    // No data for as long as the quiet pair, but an ACK within the last probe interval.
+    expect(info.lastDataRecv).toBeGreaterThan(2500);
+    expect(info.lastAckRecv).toBeLessThan(1600);
+    const options = { maxSilentMs: 2000 };
+    const v = verdictWith(alive.client, options);
+    expect(v).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(v.silentMs).toBeLessThan(1600);
+    const q = verdictWith(quiet.client, options);
+    expect(q).toMatchObject({ reusable: false, reason: 'silent', state: { status: 'open' } });
+    expect(q.silentMs).toBeGreaterThan(2600);
+  });
+
+  it('a peer that stopped reading leaves bytes unsent: stalled under options, unless allowStalled', async () => {
+    const { client, peer } = await pair();
+    peer.pause();
+    (peer as unknown as { _handle: { readStop(): void } })._handle.readStop();
+    const chunk = Buffer.alloc(1 << 20);
+    // Fill both kernels' buffers: the peer's receive queue, then ours.
+    const POLLOUT = native!.pollFlags.POLLOUT;
+    while ((native!.poll(fdOf(client)) & POLLOUT) !== 0) client.write(chunk);
+    await waitFor(() => connectionState(client).unsentBytes > 0, 5000, 'unsent bytes');
+    const state = connectionState(client);
+    expect(state.unsentBytes).toBeGreaterThan(0);
+    expect(state.status).toBe('open');
+    expect(verdictWith(client, {})).toMatchObject({ reusable: false, reason: 'stalled', state: { status: 'open' } });
+    expect(verdictWith(client, { maxSilentMs: 60_000 })).toMatchObject({ reusable: false, reason: 'stalled' });
+    expect(verdictWith(client, { allowStalled: true })).toMatchObject({ reusable: true, reason: 'idle' });
+    // The plain check does not look at the send side (documented).
+    expect(checkReusable(client)).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(isReusable(client)).toBe(true);
+  });
+
+  it('an AF_UNIX connection has no kernel clocks or retransmissions: options leave its verdict plain', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-reuse-unix-'));
+    const server = net.createServer();
+    server.listen(path.join(dir, 's'));
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+    const client = net.connect({ path: path.join(dir, 's') });
+    await once(client, 'connect');
+    const [peer] = await accepted;
+    cleanups.push(() => {
+      client.destroy();
+      peer.destroy();
+      server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    busyWait(50);
+    const v = verdictWith(client, { maxSilentMs: 1 });
+    expect(v).toMatchObject({ reusable: true, reason: 'idle', state: { tcpState: null, source: 'kernel' } });
+    expect(v.silentMs).toBeUndefined();
+    peer.destroy();
+    spinUntil(() => connectionState(client).readClosed, 'the close');
+    expect(verdictWith(client, { maxSilentMs: 1 })).toMatchObject({ reusable: false, reason: 'closed' });
+  });
+
+  it('a closed or chatty connection keeps its plain reason under options', async () => {
+    const closed = await pair();
+    closed.peer.destroy();
+    spinUntil(() => connectionState(closed.client).tcpState === 'CLOSE_WAIT', 'CLOSE_WAIT');
+    busyWait(20);
+    expect(verdictWith(closed.client, { maxSilentMs: 1 })).toMatchObject({ reusable: false, reason: 'closed' });
+    const chatty = await pair();
+    chatty.client.pause();
+    chatty.peer.write('bye');
+    spinUntil(() => connectionState(chatty.client).unreadBytes === 3, 'the bytes');
+    expect(verdictWith(chatty.client, { maxSilentMs: 1 })).toMatchObject({ reusable: false, reason: 'dataPending' });
   });
 });
