@@ -11,10 +11,20 @@ export type SockstateErrorCode =
   | 'ERR_SOCKSTATE_NO_FD'
   /** takeSocketError() on a socket that is still connecting. */
   | 'ERR_SOCKSTATE_CONNECTING'
+  /** takeSocketError() on a closed connection whose received bytes are still unread (in the kernel or Node's buffer). */
+  | 'ERR_SOCKSTATE_UNREAD_DATA'
+  /** takeSocketError() on a socket whose owner could not be handed the error (a Proxy, such as an HTTP/2 session's socket). */
+  | 'ERR_SOCKSTATE_CANNOT_HAND_BACK'
   /** The kernel filled less of struct tcp_info than any supported kernel does. */
   | 'ERR_SOCKSTATE_SHORT_TCP_INFO'
   /** An integration's optional peer dependency (undici, prom-client, …) is not installed. */
-  | 'ERR_SOCKSTATE_PEER_MISSING';
+  | 'ERR_SOCKSTATE_PEER_MISSING'
+  /** An asynchronous sweep found the fd closed (and maybe reused) before it was read: the target's figures are dropped, never another socket's reported. */
+  | 'ERR_SOCKSTATE_FD_CHANGED'
+  /** A metrics tracker was given more distinct scopes than its `maxScopes`. */
+  | 'ERR_SOCKSTATE_TOO_MANY_SCOPES'
+  /** A metrics tracker was used after its stop(). */
+  | 'ERR_SOCKSTATE_TRACKER_STOPPED';
 
 /**
  * The error class for everything sockstate reports besides argument type

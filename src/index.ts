@@ -5,10 +5,11 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
+import { types } from 'node:util';
 import { codedError, SockstateError, systemError } from './errors';
 import { kernel, requireFd, stateOf } from './kernel';
 import { loadError } from './native';
-import type { ConnectionState } from './state';
+import { type ConnectionState, neverEstablished } from './state';
 import { type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
@@ -95,10 +96,10 @@ export function tcpInfo(target: Target): TcpInfo {
 }
 
 // A raw fd has no `connecting` flag: ask the kernel. Still in the
-// handshake, or closed by an error before the peer acknowledged even our
-// SYN (a refused or unreachable connect its owner has not yet seen): both
-// are connects whose outcome the error is. A datagram socket (EOPNOTSUPP
-// from the probe) has no connection to be pending.
+// handshake, or closed by an error before the handshake completed (a
+// refused or unreachable connect its owner has not yet seen): both are
+// connects whose outcome the error is. A datagram socket (EOPNOTSUPP from
+// the probe) has no connection to be pending.
 function rawFdConnecting(fd: number): boolean {
   let state: ConnectionState;
   try {
@@ -109,8 +110,20 @@ function rawFdConnecting(fd: number): boolean {
   }
   if (state.status === 'connecting') return true;
   if (state.tcpState !== 'CLOSE' || !state.pendingError) return false;
-  const acked = kernel!.tcpInfo(fd).bytesAcked;
-  return acked === undefined || acked === 0n;
+  return neverEstablished(kernel!.tcpInfo(fd));
+}
+
+function connectingError(): SockstateError {
+  return codedError(
+    'ERR_SOCKSTATE_CONNECTING',
+    'takeSocketError(): the socket is still connecting; taking its error now would make its owner see a connect',
+  );
+}
+
+// Bytes the owner has yet to receive: in the kernel, and already read by
+// Node into the stream's buffer (for TLS, decrypted and not yet consumed).
+function unreadBytes(socket: net.Socket, fd: number): number {
+  return kernel!.state(fd).unreadBytes + socket.readableLength;
 }
 
 /**
@@ -122,15 +135,23 @@ function rawFdConnecting(fd: number): boolean {
  * `'error'` listeners still receive it. A soft error on a connection that
  * still works (an ICMP error) is returned and the socket left alone; the
  * kernel would otherwise have reported it only if the connection later
- * timed out (then as that error instead of ETIMEDOUT). A socket that is
- * still connecting is refused, since taking its error would make its owner
- * see a connect instead of the failure: a `net.Socket` by its flag, a raw
- * fd when it is in the handshake or was closed by an error before its SYN
- * was acknowledged (a refusal its owner may not have seen yet).
+ * timed out (then as that error instead of ETIMEDOUT).
+ *
+ * Refused, before `SO_ERROR` is touched, wherever taking the error would
+ * cost the owner something: a socket that is still connecting (its owner
+ * would see a connect instead of the failure: a `net.Socket` by its flag,
+ * a raw fd when it is in the handshake or was closed by an error before
+ * the handshake completed); a closed connection whose received bytes are
+ * still unread, in the kernel or in Node's buffer (destroying it would
+ * discard them: Node delivers them first, then `'end'`); and a socket
+ * whose owner cannot be handed the error (an HTTP/2 session's `socket`, a
+ * Proxy that forbids `destroy`).
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @returns The pending error as a {@link SocketError}, or null.
  * @throws SockstateError `ERR_SOCKSTATE_CONNECTING` for a connecting socket;
+ *   `ERR_SOCKSTATE_UNREAD_DATA` for a closed connection with unread bytes;
+ *   `ERR_SOCKSTATE_CANNOT_HAND_BACK` for a Proxy of a socket;
  *   `ERR_SOCKSTATE_NO_FD` for a socket without an fd;
  *   `ERR_SOCKSTATE_UNSUPPORTED` without the addon; a system error (`EBADF`,
  *   `ENOTSOCK`) from `getsockopt`.
@@ -138,25 +159,59 @@ function rawFdConnecting(fd: number): boolean {
  *   for a bad argument.
  */
 export function takeSocketError(target: Target): SocketError | null {
-  const fd = targetFd(target, 'target');
-  const connecting = () =>
-    codedError(
-      'ERR_SOCKSTATE_CONNECTING',
-      'takeSocketError(): the socket is still connecting; taking its error now would make its owner see a connect',
+  // Before anything is read through it: a Proxy (an HTTP/2 session's
+  // socket) decides what destroy() does, and HTTP/2's throws.
+  if (typeof target === 'object' && target !== null && types.isProxy(target) && target instanceof net.Socket) {
+    throw codedError(
+      'ERR_SOCKSTATE_CANNOT_HAND_BACK',
+      "takeSocketError(): the target is a Proxy of a socket (an HTTP/2 session's socket): its owner could not be handed the error",
     );
-  if (target instanceof net.Socket && target.connecting) throw connecting();
+  }
+  const fd = targetFd(target, 'target');
+  if (target instanceof net.Socket && target.connecting) throw connectingError();
   const native = requireFd(target, fd, 'takeSocketError()');
-  if (typeof target === 'number' && rawFdConnecting(fd)) throw connecting();
+  if (typeof target === 'number' && rawFdConnecting(fd)) throw connectingError();
+  const { POLLHUP } = native.pollFlags;
+  if (target instanceof net.Socket) {
+    const revents = native.poll(fd);
+    if (revents < 0) throw systemError(revents, 'poll');
+    if ((revents & POLLHUP) !== 0) {
+      const unread = unreadBytes(target, fd);
+      if (unread > 0) {
+        throw codedError(
+          'ERR_SOCKSTATE_UNREAD_DATA',
+          `takeSocketError(): the connection is closed and ${unread} received bytes are unread; handing back its error would destroy the socket and discard them`,
+        );
+      }
+    }
+  }
   const rc = native.soError(fd);
   if (rc < 0) throw systemError(rc, 'getsockopt');
   if (rc === 0) return null;
   const err = systemError(-rc, 'getsockopt') as SocketError;
-  // A hard error closes the connection (POLLHUP from then on); a soft one,
-  // such as an ICMP error on a connection that still works, does not, and
-  // must not cost the owner a live socket.
-  if (target instanceof net.Socket) {
+  if (!(target instanceof net.Socket)) return err;
+  // From here on the error is taken: nothing may throw. A hard error closes
+  // the connection (POLLHUP); a soft one, such as an ICMP error on a
+  // connection that still works, does not, and must not cost the owner a
+  // live socket. Bytes that arrived since the check above are left for the
+  // owner, who then reads them and an end, as it would have without this call.
+  let hardError = true;
+  try {
     const revents = native.poll(fd);
-    if (revents < 0 || (revents & native.pollFlags.POLLHUP) !== 0) target.destroy(err);
+    hardError = revents < 0 || ((revents & POLLHUP) !== 0 && unreadBytes(target, fd) === 0);
+  } catch {
+    // Only a failed probe lands here (the fd cannot change within this
+    // synchronous call); destroying hands the error back all the same.
+  }
+  if (hardError) {
+    try {
+      target.destroy(err);
+    } catch (destroyErr) {
+      process.emitWarning(
+        `takeSocketError(): took ${err.code} but the socket's destroy() threw (${String(destroyErr)}); the error is only returned`,
+        { code: 'SOCKSTATE_HAND_BACK_FAILED' },
+      );
+    }
   }
   return err;
 }

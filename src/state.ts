@@ -151,3 +151,29 @@ export function flagsStatus(destroyed: boolean, pending: boolean, readyState: Re
       return 'closed';
   }
 }
+
+/** The tcp_info fields {@link neverEstablished} reads. */
+export interface HandshakeEvidence {
+  /** `tcpi_delivered` (Linux 4.18+): 1 once the handshake's SYN or SYN-ACK is acknowledged. */
+  readonly delivered: number | undefined;
+  /** `tcpi_segs_in` (Linux 4.2+): a refused connect has received one segment, the RST. */
+  readonly segsIn: number | undefined;
+  /** `tcpi_options`: options negotiated in the handshake (0 when none completed). */
+  readonly options: number;
+}
+
+/**
+ * True when a closed TCP socket never completed its handshake: a connect
+ * refused or made unreachable before the peer answered. An accepted
+ * connection that never sent data has acknowledged nothing either
+ * (`bytesAcked` 0), so the fields that do tell them apart are read, the
+ * most telling one the kernel fills: `delivered` (0 vs at least 1), else
+ * `segsIn` (at most the RST vs the handshake's segments), else `options`
+ * (none negotiated; an established connection with every TCP option
+ * turned off by sysctl also reads 0 on such old kernels).
+ */
+export function neverEstablished(info: HandshakeEvidence): boolean {
+  if (info.delivered !== undefined) return info.delivered === 0;
+  if (info.segsIn !== undefined) return info.segsIn <= 1;
+  return info.options === 0;
+}
