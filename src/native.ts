@@ -2,9 +2,15 @@
  * The one module that loads the compiled addon. Everything else imports
  * {@link native} from here, so the loader can change in one place.
  *
+ * The binary is found by node-gyp-build: a build from source
+ * (build/Release, made by `scripts/build.js` or node-gyp) first, else the
+ * prebuilt binary shipped for this platform in prebuilds/, so installing
+ * compiles nothing where a prebuild fits.
+ *
  * @packageDocumentation
  */
-import bindings from 'bindings';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { codedError, type SockstateError } from './errors';
 import { createTcpInfoDecoder } from './tcp-info';
 
@@ -119,29 +125,111 @@ const CONSTANTS = [
   'sampleSlots',
 ] as const satisfies readonly (keyof NativeBinding)[];
 
-function load(): { binding: NativeBinding | null; error: Error | null } {
+/** The package root: the folder holding package.json, binding.gyp and prebuilds/. */
+const packageRoot = path.join(__dirname, '..');
+
+/** Why the addon did not load: a one- or two-sentence reason, the folders searched and the original error. */
+export interface LoadError extends Error {
+  /** Folders searched for a binary, in order. */
+  readonly paths: readonly string[];
+}
+
+function loadFailure(reason: string, paths: readonly string[], cause?: unknown): LoadError {
+  const err = new Error(reason, cause === undefined ? undefined : { cause }) as Error & { paths: readonly string[] };
+  err.paths = paths;
+  return err;
+}
+
+/** node-gyp-build's libc guess, which decides the prebuild it picks. */
+function libc(): string {
+  return process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+}
+
+/** The one command that builds the addon from source for this install. */
+function buildCommand(): string {
+  const script = path.join(packageRoot, 'scripts', 'build.js');
+  const relative = path.relative(process.cwd(), script);
+  return `node ${relative.startsWith('..') || path.isAbsolute(relative) ? script : relative}`;
+}
+
+const BUILD_NEEDS = 'Python 3, make and a C++ compiler';
+
+/** A dlopen message without the file name it starts with. */
+function dlopenReason(err: unknown, file: string): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const first = message.split('\n')[0]!;
+  return first.startsWith(`${file}: `) ? first.slice(file.length + 2) : first;
+}
+
+function load(): { binding: NativeBinding | null; error: LoadError | null } {
   if (process.env.SOCKSTATE_FORCE_FALLBACK === '1') {
-    return { binding: null, error: new Error('disabled by SOCKSTATE_FORCE_FALLBACK=1') };
+    return { binding: null, error: loadFailure('disabled by SOCKSTATE_FORCE_FALLBACK=1', []) };
+  }
+  if (process.platform !== 'linux') {
+    return {
+      binding: null,
+      error: loadFailure(`the native probe is Linux-only (this is ${process.platform}); the API answers from socket flags`, []),
+    };
+  }
+  const tuple = `linux-${process.arch}`;
+  const searched = [
+    path.join(packageRoot, 'build', 'Release'),
+    path.join(packageRoot, 'build', 'Debug'),
+    path.join(packageRoot, 'prebuilds', tuple),
+  ];
+  let file: string;
+  try {
+    // The loader is a dependency; required here only, as the binding is.
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+    file = nodeGypBuild.resolve(packageRoot);
+  } catch (err) {
+    return {
+      binding: null,
+      error: loadFailure(
+        `sockstate has no prebuilt native probe for ${tuple} with ${libc()} libc, and none was built from source. ` +
+          `Build it (needs ${BUILD_NEEDS}) with: ${buildCommand()}`,
+        searched,
+        err,
+      ),
+    };
+  }
+  const shown = path.relative(packageRoot, file);
+  let binding: NativeBinding;
+  try {
+    binding = require(file) as NativeBinding;
+  } catch (err) {
+    return {
+      binding: null,
+      error: loadFailure(
+        `sockstate's native probe ${shown} failed to load (${dlopenReason(err, file)}). ` +
+          `Build it from source (needs ${BUILD_NEEDS}) with: ${buildCommand()}`,
+        searched,
+        err,
+      ),
+    };
   }
   try {
-    const binding = bindings('sockstate') as NativeBinding;
-    if (!binding.platformSupported) {
-      return { binding: null, error: new Error(`the native probe is Linux-only (this is ${process.platform})`) };
-    }
+    if (!binding.platformSupported) throw new Error('it was built without the Linux probes');
     // A stale build whose exports do not match this code must not be used.
     for (const name of FUNCTIONS) {
-      if (typeof binding[name] !== 'function') throw new Error(`the addon has no ${name}(): a stale build?`);
+      if (typeof binding[name] !== 'function') throw new Error(`it has no ${name}()`);
     }
     for (const name of CONSTANTS) {
-      if (typeof binding[name] !== 'object' || binding[name] === null) {
-        throw new Error(`the addon has no ${name}: a stale build?`);
-      }
+      if (typeof binding[name] !== 'object' || binding[name] === null) throw new Error(`it has no ${name}`);
     }
     createTcpInfoDecoder(binding.tcpInfoLayout, binding.tcpStates);
-    return { binding, error: null };
   } catch (err) {
-    return { binding: null, error: err as Error };
+    return {
+      binding: null,
+      error: loadFailure(
+        `sockstate's native probe ${shown} does not match this version of sockstate (${(err as Error).message}). ` +
+          `Rebuild it with: ${buildCommand()}`,
+        searched,
+        err,
+      ),
+    };
   }
+  return { binding, error: null };
 }
 
 const loaded = load();
@@ -150,15 +238,19 @@ const loaded = load();
 export const native: NativeBinding | null = loaded.binding;
 
 /**
- * Why the addon is unavailable, or `null` when it loaded. For a missing
- * build, the message lists the paths that were tried.
+ * Why the addon is unavailable, or `null` when it loaded: the message says
+ * what is missing and the command that fixes it; `paths` lists the folders
+ * searched and `cause` holds the loader's own error.
  */
-export const loadError: Error | null = loaded.error;
+export const loadError: LoadError | null = loaded.error;
 
 /** `ERR_SOCKSTATE_UNSUPPORTED`: `what` needs the addon; says why it is not loaded. */
 export function unsupported(what: string): SockstateError {
-  return codedError(
+  const err = codedError(
     'ERR_SOCKSTATE_UNSUPPORTED',
     `${what} needs the native probe, which is not available: ${loadError?.message ?? 'unknown reason'}`,
   );
+  // The full story (folders searched, the loader's error) for whoever needs it.
+  if (loadError) Object.defineProperty(err, 'cause', { value: loadError, configurable: true, writable: true });
+  return err;
 }
