@@ -19,6 +19,10 @@ export type SockstateErrorCode =
   | 'ERR_SOCKSTATE_SHORT_TCP_INFO'
   /** An integration's optional peer dependency (undici, prom-client, …) is not installed. */
   | 'ERR_SOCKSTATE_PEER_MISSING'
+  /** A pool guard removed a connection that could not be reused; `reason` says why (the error its pool's 'release' event carries). */
+  | 'ERR_SOCKSTATE_EVICTED'
+  /** A pool validator was given a connection whose socket it cannot find (pg-native, a custom stream, an unknown object). */
+  | 'ERR_SOCKSTATE_NO_SOCKET'
   /** An asynchronous sweep found the fd closed (and maybe reused) before it was read: the target's figures are dropped, never another socket's reported. */
   | 'ERR_SOCKSTATE_FD_CHANGED'
   /** A metrics tracker was given more distinct scopes than its `maxScopes`. */
