@@ -1,0 +1,540 @@
+/**
+ * The connection tracker behind `sockstate/prometheus` and `sockstate/otel`:
+ * which connections to watch, one off-thread kernel sweep per scrape, and
+ * per-(role, scope) aggregates that the exporters read.
+ *
+ * @packageDocumentation
+ */
+import * as net from 'node:net';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { connectionChannel, type ConnectionMessage, reuseCheckChannel, type ReuseCheckMessage } from '../channel';
+import { codedError, invalidArgType } from '../errors';
+import { native } from '../native';
+import { tcpStatus, type TcpStateName } from '../state';
+import { targetFd } from '../target';
+import { bucketOf, RTT_BUCKETS_SECONDS } from './buckets';
+import {
+  checkCount,
+  checkMs,
+  checkOptions,
+  checkRole,
+  checkScope,
+  DEFAULT_MAX_SCOPES,
+  own,
+  ScopeSet,
+  TRACKED_STATUSES,
+  type TrackedStatus,
+  type TrackRole,
+} from './labels';
+
+/** Options of {@link TcpTracker.track}. */
+export interface TrackOptions {
+  /** A short name for the listener, pool or upstream (a label value); `'default'` when absent. */
+  scope?: string;
+  /** `'server'` (the default for a `net.Server`) or `'client'` (the default otherwise). */
+  role?: TrackRole;
+}
+
+/** What {@link TcpTracker.track} returns. */
+export interface TrackHandle {
+  /** Stops tracking this target and the connections tracked through it. Idempotent. */
+  stop(): void;
+  /** Connections currently tracked through this handle. */
+  readonly connections: number;
+}
+
+/** Options every tracker accepts. */
+export interface TrackerOptions {
+  /** Cap on distinct scopes; a track() past it throws `ERR_SOCKSTATE_TOO_MANY_SCOPES`. Default 32. */
+  maxScopes?: number;
+  /**
+   * An open connection counts as silent when the peer has sent nothing,
+   * ACKs included, for longer than this (by the kernel's clocks in
+   * tcp_info). Default 60000.
+   */
+  maxSilentMs?: number;
+}
+
+/** Figures for one (role, scope) pair, as of the last sweep. */
+export interface MetricGroup {
+  /** The role label. */
+  readonly role: TrackRole;
+  /** The scope label. */
+  readonly scope: string;
+  /** Connections per status, in the order of {@link TRACKED_STATUSES}, at the last sweep. */
+  readonly statusCounts: Float64Array;
+  /** Sum of tcpi_retrans (segments being retransmitted now) at the last sweep. */
+  retransNow: number;
+  /** Sum of tcpi_lost (segments considered lost now) at the last sweep. */
+  lostNow: number;
+  /** Open connections silent for longer than maxSilentMs at the last sweep. */
+  silentNow: number;
+  /** RTT observations per bucket of {@link RTT_BUCKETS_SECONDS} (+Inf last), not cumulative across buckets; grows over time. */
+  readonly rttBuckets: Float64Array;
+  /** Sum of observed RTTs, seconds. */
+  rttSum: number;
+  /** Number of RTT observations. */
+  rttCount: number;
+  /** Retransmitted segments (tcpi_total_retrans deltas), ever. */
+  retransmittedSegments: number;
+  /** Segments sent (tcpi_segs_out deltas), ever. */
+  segmentsSent: number;
+  /** Bytes the peer acknowledged (tcpi_bytes_acked deltas), ever. */
+  bytesSent: number;
+  /** Bytes received (tcpi_bytes_received deltas), ever. */
+  bytesReceived: number;
+  /** Connections whose final figures were taken at close, ever. */
+  closed: number;
+}
+
+interface HandleRecord {
+  readonly role: TrackRole;
+  readonly scope: string;
+  readonly group: number;
+  readonly sockets: Set<net.Socket>;
+  readonly pending: Map<net.Socket, () => void>;
+  stopped: boolean;
+  detach: (() => void) | null;
+}
+
+const U32 = 2 ** 32;
+const PREV = 4; // per slot: totalRetrans, segsOut, bytesAcked, bytesReceived
+const CHUNK = 4096;
+const MAX_REASONS = 16;
+const UNKNOWN = TRACKED_STATUSES.indexOf('unknown');
+const destroyHook = Symbol('sockstate.metrics.destroy');
+
+type Destroy = (this: net.Socket, error: Error | null, callback: (error?: Error | null) => void) => void;
+type Hooked = net.Socket & { [destroyHook]?: { original: Destroy; hadOwn: boolean; wrapper: Destroy } };
+
+/** Status index per kernel state number (CLOSE resolved per row). */
+function statusTable(names: readonly (string | undefined)[]): Int8Array {
+  const table = new Int8Array(Math.max(names.length, 16)).fill(TRACKED_STATUSES.indexOf('unknown'));
+  names.forEach((name, i) => {
+    if (name === undefined) return;
+    const status = tcpStatus(name as TcpStateName, false, false);
+    const index = TRACKED_STATUSES.indexOf(status as TrackedStatus);
+    if (index >= 0) table[i] = index;
+  });
+  return table;
+}
+
+/**
+ * Tracks TCP connections for metrics. Each {@link collect} is one sweep of
+ * every tracked connection on the libuv thread pool (cookie-checked, see
+ * `probeManyAsync`); concurrent callers share it, so one scrape costs one
+ * sweep however many metrics read it. Each connection's final figures are
+ * taken synchronously just before its fd is closed (from the socket's
+ * `_destroy`, which every way of closing a Node socket passes through), so
+ * counters include all of a connection's life exactly once.
+ */
+export class TcpTracker {
+  private readonly scopes: ScopeSet;
+  private readonly maxSilentMs: number;
+  private readonly groupIndex = new Map<string, number>();
+  private readonly groupList: MetricGroup[] = [];
+  private readonly owners = new Map<object, HandleRecord>();
+  private readonly records = new Set<HandleRecord>();
+  private readonly reuse = new Map<string, Map<string, number>>();
+  private readonly slotOf = new Map<net.Socket, number>();
+  private readonly handleOfSlot: (HandleRecord | undefined)[] = [];
+  private sockets: (net.Socket | undefined)[] = [];
+  private cookies = new BigUint64Array(0);
+  private cookie32 = new Uint32Array(0);
+  private groupOf = new Int32Array(0);
+  private prev = new Float64Array(0);
+  private observed = new Uint8Array(0);
+  private readonly free: number[] = [];
+  private top = 0;
+  private inflight: Promise<void> | null = null;
+  private stopped = false;
+  private subscribed = false;
+  private readonly one = new Int32Array(1);
+  private readonly finalRow: Float64Array;
+  private readonly status: Int8Array;
+  private readonly onConnection = (message: unknown): void => this.adopt(message as ConnectionMessage);
+  private readonly onReuseCheck = (message: unknown): void => this.countCheck(message as ReuseCheckMessage);
+  /** Sweeps made. */
+  sweeps = 0;
+  /** Rows dropped because the fd no longer named the tracked socket when the worker read it. */
+  dropped = 0;
+
+  /** @param options - See {@link TrackerOptions}. */
+  constructor(options?: TrackerOptions) {
+    const opts = checkOptions(options, 'options');
+    this.scopes = new ScopeSet(checkCount(own(opts, 'maxScopes'), 'options.maxScopes', DEFAULT_MAX_SCOPES, 10_000));
+    this.maxSilentMs = checkMs(own(opts, 'maxSilentMs'), 'options.maxSilentMs', 60_000);
+    this.finalRow = new Float64Array(native === null ? 0 : native.sampleSlots.COUNT);
+    this.status = statusTable(native === null ? [] : native.tcpStates);
+  }
+
+  /** The aggregates, one per (role, scope) pair tracked so far. */
+  get groups(): readonly MetricGroup[] {
+    return this.groupList;
+  }
+
+  /** Reuse checks counted per scope and result (the verdict's reason). */
+  get reuseChecks(): ReadonlyMap<string, ReadonlyMap<string, number>> {
+    return this.reuse;
+  }
+
+  /** Connections tracked now. */
+  get size(): number {
+    return this.slotOf.size;
+  }
+
+  /**
+   * Starts tracking `target`: a `net.Server` (each connection it accepts
+   * from now on), a connected `net.Socket`/`tls.TLSSocket` (from `'connect'`
+   * if still connecting), or a sockstate guard (an HTTP agent, the undici
+   * agent, a pool guard: each connection it announces on the
+   * `sockstate:connection` channel, and each reuse check it reports).
+   *
+   * @throws TypeError `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` for a
+   *   bad target or option; SockstateError `ERR_SOCKSTATE_TOO_MANY_SCOPES`,
+   *   `ERR_SOCKSTATE_TRACKER_STOPPED`.
+   */
+  track(target: net.Server | net.Socket | object, options?: TrackOptions): TrackHandle {
+    if (this.stopped) throw codedError('ERR_SOCKSTATE_TRACKER_STOPPED', 'track(): the tracker was stopped');
+    if (typeof target !== 'object' || target === null) {
+      throw invalidArgType('target', 'an instance of net.Server or net.Socket, or a sockstate agent or pool guard', target);
+    }
+    const opts = checkOptions(options, 'options');
+    const scope = checkScope(own(opts, 'scope'), 'options.scope');
+    const role = checkRole(own(opts, 'role'), 'options.role', target instanceof net.Server ? 'server' : 'client');
+    this.scopes.admit(scope);
+    const record: HandleRecord = {
+      role,
+      scope,
+      group: this.groupFor(role, scope),
+      sockets: new Set(),
+      pending: new Map(),
+      stopped: false,
+      detach: null,
+    };
+    this.records.add(record);
+    if (target instanceof net.Server) {
+      const onConnection = (socket: net.Socket): void => this.trackSocket(socket, record);
+      target.on('connection', onConnection);
+      record.detach = () => target.off('connection', onConnection);
+    } else if (target instanceof net.Socket) {
+      this.trackSocket(target, record);
+    } else {
+      const previous = this.owners.get(target);
+      if (previous !== undefined) this.stopRecord(previous);
+      this.owners.set(target, record);
+      this.subscribe();
+      record.detach = () => {
+        if (this.owners.get(target) === record) this.owners.delete(target);
+      };
+    }
+    return {
+      stop: () => this.stopRecord(record),
+      get connections() {
+        return record.sockets.size;
+      },
+    };
+  }
+
+  /**
+   * One sweep of every tracked connection, off the main thread; resolves
+   * when {@link groups} hold its figures. Calls made while one runs share it.
+   */
+  collect(): Promise<void> {
+    if (this.inflight === null) {
+      this.inflight = this.sweep().finally(() => {
+        this.inflight = null;
+      });
+    }
+    return this.inflight;
+  }
+
+  /** Stops tracking everything and drops every listener and subscription. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const record of [...this.records]) this.stopRecord(record);
+    if (this.subscribed) {
+      connectionChannel.unsubscribe(this.onConnection);
+      reuseCheckChannel.unsubscribe(this.onReuseCheck);
+      this.subscribed = false;
+    }
+  }
+
+  private groupFor(role: TrackRole, scope: string): number {
+    const key = `${role}\u0000${scope}`;
+    let index = this.groupIndex.get(key);
+    if (index === undefined) {
+      index = this.groupList.length;
+      this.groupIndex.set(key, index);
+      this.groupList.push({
+        role,
+        scope,
+        statusCounts: new Float64Array(TRACKED_STATUSES.length),
+        retransNow: 0,
+        lostNow: 0,
+        silentNow: 0,
+        rttBuckets: new Float64Array(RTT_BUCKETS_SECONDS.length + 1),
+        rttSum: 0,
+        rttCount: 0,
+        retransmittedSegments: 0,
+        segmentsSent: 0,
+        bytesSent: 0,
+        bytesReceived: 0,
+        closed: 0,
+      });
+    }
+    return index;
+  }
+
+  private subscribe(): void {
+    if (this.subscribed) return;
+    connectionChannel.subscribe(this.onConnection);
+    reuseCheckChannel.subscribe(this.onReuseCheck);
+    this.subscribed = true;
+  }
+
+  private adopt(message: ConnectionMessage): void {
+    const record = this.owners.get(message.owner);
+    if (record !== undefined && message.socket instanceof net.Socket) this.trackSocket(message.socket, record);
+  }
+
+  private countCheck(message: ReuseCheckMessage): void {
+    const record = this.owners.get(message.owner);
+    if (record === undefined) return;
+    let results = this.reuse.get(record.scope);
+    if (results === undefined) this.reuse.set(record.scope, (results = new Map()));
+    // Reasons come from one core function and are few; cap them anyway.
+    const reason = typeof message.reason === 'string' ? message.reason : 'other';
+    const result = results.has(reason) || results.size < MAX_REASONS ? reason : 'other';
+    results.set(result, (results.get(result) ?? 0) + 1);
+  }
+
+  private trackSocket(socket: net.Socket, record: HandleRecord): void {
+    if (record.stopped || this.stopped || native === null) return;
+    if (this.slotOf.has(socket) || record.pending.has(socket) || socket.destroyed) return;
+    if (socket.connecting) {
+      const onConnect = (): void => {
+        record.pending.delete(socket);
+        this.register(socket, record);
+      };
+      record.pending.set(socket, () => socket.off('connect', onConnect));
+      socket.once('connect', onConnect);
+      return;
+    }
+    this.register(socket, record);
+  }
+
+  private register(socket: net.Socket, record: HandleRecord): void {
+    if (record.stopped || this.stopped || this.slotOf.has(socket)) return;
+    const fd = targetFd(socket, 'socket');
+    if (fd < 0) return;
+    // Only TCP sockets (TCP_INFO answers) with a cookie are tracked.
+    if (native!.sample(fd, this.finalRow, 0) !== 0) return;
+    const slot = this.allocate();
+    this.one[0] = fd;
+    if (native!.cookies(this.one, this.cookies, slot) !== 0) {
+      this.release(slot);
+      return;
+    }
+    this.sockets[slot] = socket;
+    this.groupOf[slot] = record.group;
+    this.handleOfSlot[slot] = record;
+    this.slotOf.set(socket, slot);
+    record.sockets.add(socket);
+    this.hook(socket as Hooked);
+  }
+
+  private hook(socket: Hooked): void {
+    const tracker = this;
+    const hadOwn = Object.hasOwn(socket, '_destroy');
+    const original = socket._destroy as Destroy;
+    const wrapper: Destroy = function (this: net.Socket, error, callback) {
+      // The fd is still open here; by 'close' it is gone.
+      tracker.finish(socket);
+      return original.call(this, error, callback);
+    };
+    socket[destroyHook] = { original, hadOwn, wrapper };
+    socket._destroy = wrapper;
+  }
+
+  private unhook(socket: Hooked): void {
+    const hook = socket[destroyHook];
+    if (hook === undefined) return;
+    delete socket[destroyHook];
+    // Restore only if nobody wrapped it after us; else the wrapper stays,
+    // and finish() finds nothing to do.
+    if (socket._destroy !== hook.wrapper) return;
+    if (hook.hadOwn) socket._destroy = hook.original;
+    else delete (socket as { _destroy?: unknown })._destroy;
+  }
+
+  // Final figures, before the fd closes.
+  private finish(socket: net.Socket): void {
+    const slot = this.slotOf.get(socket);
+    if (slot === undefined) return;
+    const fd = targetFd(socket, 'socket');
+    if (fd >= 0 && native!.sample(fd, this.finalRow, 0) === 0) {
+      this.apply(slot, this.finalRow, 0, false);
+      this.groupList[this.groupOf[slot]!]!.closed++;
+    }
+    this.untrack(socket, slot);
+  }
+
+  private untrack(socket: net.Socket, slot: number): void {
+    this.unhook(socket as Hooked);
+    this.handleOfSlot[slot]?.sockets.delete(socket);
+    this.slotOf.delete(socket);
+    this.release(slot);
+  }
+
+  private stopRecord(record: HandleRecord): void {
+    if (record.stopped) return;
+    record.stopped = true;
+    this.records.delete(record);
+    record.detach?.();
+    for (const cancel of record.pending.values()) cancel();
+    record.pending.clear();
+    for (const socket of [...record.sockets]) {
+      const slot = this.slotOf.get(socket);
+      if (slot !== undefined) this.untrack(socket, slot);
+    }
+  }
+
+  private allocate(): number {
+    const reused = this.free.pop();
+    if (reused !== undefined) return reused;
+    if (this.top === this.groupOf.length) this.grow(Math.max(64, this.top * 2));
+    return this.top++;
+  }
+
+  private release(slot: number): void {
+    this.sockets[slot] = undefined;
+    this.handleOfSlot[slot] = undefined;
+    this.cookies[slot] = 0n;
+    this.prev.fill(0, slot * PREV, slot * PREV + PREV);
+    this.observed[slot] = 0;
+    this.free.push(slot);
+  }
+
+  private grow(capacity: number): void {
+    const cookies = new BigUint64Array(capacity);
+    cookies.set(this.cookies);
+    this.cookies = cookies;
+    this.cookie32 = new Uint32Array(cookies.buffer);
+    const groupOf = new Int32Array(capacity);
+    groupOf.set(this.groupOf);
+    this.groupOf = groupOf;
+    const prev = new Float64Array(capacity * PREV);
+    prev.set(this.prev);
+    this.prev = prev;
+    const observed = new Uint8Array(capacity);
+    observed.set(this.observed);
+    this.observed = observed;
+  }
+
+  // Adds one row's figures to its group: counter deltas always; at a sweep
+  // also the gauges and one RTT observation; at close an RTT observation
+  // only for a connection no sweep has seen.
+  private apply(slot: number, rows: Float64Array, base: number, sweep: boolean): void {
+    const S = native!.sampleSlots;
+    const group = this.groupList[this.groupOf[slot]!]!;
+    const p = slot * PREV;
+    const prev = this.prev;
+    let d = rows[base + S.TOTAL_RETRANS]! - prev[p]!;
+    if (d < 0) d += U32;
+    group.retransmittedSegments += d;
+    prev[p] = rows[base + S.TOTAL_RETRANS]!;
+    const segs = rows[base + S.SEGS_OUT]!;
+    if (segs === segs) {
+      d = segs - prev[p + 1]!;
+      if (d < 0) d += U32;
+      group.segmentsSent += d;
+      prev[p + 1] = segs;
+    }
+    const acked = rows[base + S.BYTES_ACKED]!;
+    if (acked === acked && acked > prev[p + 2]!) {
+      group.bytesSent += acked - prev[p + 2]!;
+      prev[p + 2] = acked;
+    }
+    const received = rows[base + S.BYTES_RECEIVED]!;
+    if (received === received && received > prev[p + 3]!) {
+      group.bytesReceived += received - prev[p + 3]!;
+      prev[p + 3] = received;
+    }
+    const rtt = rows[base + S.RTT]!;
+    if (sweep) {
+      const state = rows[base + S.STATE]!;
+      let status = this.status[state] ?? UNKNOWN;
+      if (state === 7 /* CLOSE */) {
+        const pendingError = (rows[base + S.REVENTS]! & native!.pollFlags.POLLERR) !== 0;
+        const name = tcpStatus('CLOSE', pendingError, rows[base + S.STALLED] === 1);
+        status = TRACKED_STATUSES.indexOf(name as TrackedStatus);
+      }
+      group.statusCounts[status]!++;
+      group.retransNow += rows[base + S.RETRANS]!;
+      group.lostNow += rows[base + S.LOST]!;
+      if (
+        state === 1 /* ESTABLISHED */ &&
+        Math.min(rows[base + S.LAST_ACK_RECV]!, rows[base + S.LAST_DATA_RECV]!) > this.maxSilentMs
+      ) {
+        group.silentNow++;
+      }
+    }
+    if (rtt > 0 && (sweep || this.observed[slot] === 0)) {
+      const seconds = rtt / 1e6;
+      group.rttBuckets[bucketOf(RTT_BUCKETS_SECONDS, seconds)]!++;
+      group.rttSum += seconds;
+      group.rttCount++;
+      this.observed[slot] = 1;
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    if (native === null) return;
+    const SL = native.sampleSlots.COUNT;
+    const n = this.top;
+    const fds = new Int32Array(n);
+    const cookies = new BigUint64Array(n);
+    const c32 = new Uint32Array(cookies.buffer);
+    const slots = new Int32Array(n);
+    let rows = 0;
+    // Gathering fds: the cookie of each slot was read when it was
+    // registered; the worker checks it against the fd's current one.
+    for (let s = 0; s < n; s++) {
+      if (s > 0 && s % CHUNK === 0) await yieldToLoop();
+      const socket = this.sockets[s];
+      if (socket === undefined) continue;
+      const fd = targetFd(socket, 'socket');
+      if (fd < 0) continue;
+      fds[rows] = fd;
+      slots[rows] = s;
+      c32[2 * rows] = this.cookie32[2 * s]!;
+      c32[2 * rows + 1] = this.cookie32[2 * s + 1]!;
+      rows++;
+    }
+    const out = new Float64Array(rows * SL);
+    if (rows > 0) await native.sweepSample(fds.subarray(0, rows), cookies.subarray(0, rows), out);
+    this.sweeps++;
+    for (const group of this.groupList) {
+      group.statusCounts.fill(0);
+      group.retransNow = 0;
+      group.lostNow = 0;
+      group.silentNow = 0;
+    }
+    const CHANGED = native.sweepChanged;
+    for (let k = 0; k < rows; k++) {
+      if (k > 0 && k % CHUNK === 0) await yieldToLoop();
+      const s = slots[k]!;
+      // The slot may have been closed (its final figures taken) or reused
+      // for another connection while the sweep ran.
+      if (this.cookie32[2 * s] !== c32[2 * k] || this.cookie32[2 * s + 1] !== c32[2 * k + 1]) continue;
+      const rc = out[k * SL]!;
+      if (rc !== 0) {
+        if (rc === CHANGED) this.dropped++;
+        continue;
+      }
+      this.apply(s, out, k * SL, true);
+    }
+  }
+}
