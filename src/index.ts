@@ -18,6 +18,7 @@ export type { AgentOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
 export { SockstateError } from './errors';
 export { probeMany } from './probe-many';
 export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';
+export { probeManyAsync } from './sweep';
 export {
   getKeepAlive,
   getUserTimeout,
