@@ -8,8 +8,9 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import type * as stream from 'node:stream';
+import { publishConnection, publishReuseCheck, reuseCheckChannel } from './channel';
 import { native, unsupported } from './native';
-import { isReusable } from './reuse';
+import { checkReusable, isReusable } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
@@ -19,7 +20,41 @@ interface AgentInternals {
   readonly options: Record<string, unknown>;
   readonly scheduling: 'fifo' | 'lifo';
   readonly freeSockets: Record<string, net.Socket[] | undefined>;
-  getName(options: Record<string, unknown>): string;
+  readonly requests: Record<string, unknown[] | undefined>;
+  getName(options: unknown): string;
+}
+
+// What each guarded agent keeps, out of the instance so that the emitted
+// .d.ts declares no private fields (which older TypeScript targets reject).
+interface Guard {
+  staleSocketsDestroyed: number;
+  readonly tuning: Tuning | null;
+}
+const guards = new WeakMap<http.Agent, Guard>();
+
+function guardOf(agent: http.Agent): Guard {
+  const guard = guards.get(agent);
+  // Only reachable by calling a method on an object that is no sockstate agent.
+  if (guard === undefined) throw new TypeError('not a sockstate Agent or HttpsAgent');
+  return guard;
+}
+
+/**
+ * The one reuse check both agents make, on both paths (a socket taken from
+ * the free pool, a socket handed to a queued request): reported on the
+ * reuse-check channel. Throws when the check itself fails (the fd is gone).
+ */
+function reusable(agent: object, socket: net.Socket): boolean {
+  if (!reuseCheckChannel.hasSubscribers) return isReusable(socket);
+  let verdict;
+  try {
+    verdict = checkReusable(socket);
+  } catch (err) {
+    publishReuseCheck(agent, false, 'error');
+    throw err;
+  }
+  publishReuseCheck(agent, verdict.reusable, verdict.reason);
+  return verdict.reusable;
 }
 
 const httpAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
@@ -96,17 +131,17 @@ function evictStale(
     // Node's to judge.
     if (!(socket instanceof net.Socket)) break;
     let failure: Error | undefined;
-    let reusable: boolean;
+    let ok: boolean;
     try {
-      reusable = isReusable(socket);
+      ok = reusable(agent, socket);
     } catch (err) {
       // The check itself failed (the fd is gone): the socket is unusable,
       // and the error goes to it, where Node's free-socket error listener
       // handles it.
       failure = err as Error;
-      reusable = false;
+      ok = false;
     }
-    if (reusable) break;
+    if (ok) break;
     if (!socket.destroyed) destroyed += 1;
     socket.destroy(failure);
     socket.emit('agentRemove');
@@ -117,6 +152,41 @@ function evictStale(
     }
   }
   return destroyed;
+}
+
+/**
+ * Node's 'free' handler (lib/_http_agent.js) gives a socket returning from
+ * a request straight to the next queued request of its pool, without
+ * addRequest(). This listener runs first and checks that socket exactly
+ * like a free one. A stale socket is destroyed: Node's handler then finds
+ * it unwritable and leaves it, and its 'close' runs Node's removeSocket(),
+ * which takes it out of the agent's counts and opens a connection for the
+ * queued request. That is the path Node 22.2x+ takes itself when its own
+ * hasPendingRead() check fails at the hand-off.
+ *
+ * Skipped: a socket that is not returning from a request (removeSocket()
+ * emits 'free' on a connection it has only just started, and a custom
+ * createConnection() may deliver one mid-handshake), one still connecting,
+ * one Node will drop anyway (unwritable), and one going to the free pool
+ * rather than to a queued request (checked when it is taken).
+ */
+function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, options: unknown): void {
+  if (!(socket instanceof net.Socket) || socket.connecting || !socket.writable) return;
+  if ((socket as unknown as { _httpMessage?: unknown })._httpMessage == null) return;
+  const queued = agent.requests[agent.getName(options)];
+  if (queued === undefined || queued.length === 0) return;
+  let failure: Error | undefined;
+  try {
+    if (reusable(agent, socket)) return;
+  } catch (err) {
+    failure = err as Error;
+  }
+  guard.staleSocketsDestroyed += 1;
+  // The socket's request is over and took its 'error' listener with it: an
+  // error passed to destroy() would be uncaught, so a failed check goes
+  // out as a warning instead.
+  socket.destroy();
+  if (failure !== undefined) process.emitWarning(failure);
 }
 
 function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
@@ -213,24 +283,67 @@ function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): bo
   }
 }
 
+// What both agents' constructors do after Node's: keep the guard's state
+// and put the hand-off check in front of Node's 'free' handler.
+function install(agent: http.Agent, tuning: Tuning | null): void {
+  const guard: Guard = { staleSocketsDestroyed: 0, tuning };
+  guards.set(agent, guard);
+  agent.prependListener('free', (socket: unknown, options: unknown) => {
+    guardHandOff(agent as unknown as AgentInternals, guard, socket, options);
+  });
+}
+
+// Node's createConnection() with the tuning and the announcement of each
+// connection. Node's own createConnection() returns the socket; a custom
+// one may deliver it through the callback instead (or as well).
+function openConnection(
+  agent: http.Agent,
+  create: (options: http.ClientRequestArgs, callback?: OnCreate) => Created,
+  options: http.ClientRequestArgs,
+  callback: OnCreate | undefined,
+): Created {
+  let announced: stream.Duplex | undefined;
+  const announce = (socket: unknown): void => {
+    if (socket !== announced && typeof socket === 'object' && socket !== null) {
+      announced = socket as stream.Duplex;
+      publishConnection(agent, socket);
+    }
+  };
+  // Passed through unchanged: net.createConnection() makes it a 'connect'
+  // listener, called with no arguments.
+  const onCreate =
+    callback === undefined
+      ? undefined
+      : function (this: unknown, ...args: unknown[]): unknown {
+          if (args[0] == null) announce(args[1]);
+          return (callback as (...a: unknown[]) => unknown).apply(this, args);
+        };
+  const socket = create.call(agent, options, onCreate as OnCreate | undefined);
+  announce(socket);
+  return tuneOnConnect(socket, guardOf(agent).tuning);
+}
+
 /**
- * A drop-in `http.Agent` that checks every free keep-alive socket with
- * {@link isReusable} before handing it to a request. A socket the kernel
- * already knows is closed, reset, or holding unread bytes is destroyed,
- * removed from the pool and counted in {@link Agent.staleSocketsDestroyed};
- * the request gets the next free socket or a new connection.
+ * A drop-in `http.Agent` that checks every keep-alive socket with
+ * {@link isReusable} before handing it to a request: one taken from the
+ * free pool, and one handed straight from a finished request to a queued
+ * one (when `maxSockets` is reached). A socket the kernel already knows is
+ * closed, reset, or holding unread bytes is destroyed, removed from the
+ * pool and counted in {@link Agent.staleSocketsDestroyed}; the request gets
+ * the next free socket or a new connection.
  *
  * Same options as `http.Agent`, except that `keepAlive` defaults to true.
  * Scheduling (`lifo`/`fifo`), `maxSockets`, `maxFreeSockets`,
  * `maxTotalSockets` and `timeout` behave as in Node.
  *
+ * Every check is published on the `sockstate:reuse-check` channel (reason
+ * `'error'` when the check itself failed), and every connection the agent
+ * opens on `sockstate:connection`, with the agent as `owner`.
+ *
  * A FIN or RST still in flight is invisible to any local check: retry
  * idempotent requests that fail on a socket with `req.reusedSocket`.
  */
 export class Agent extends http.Agent {
-  #staleSocketsDestroyed = 0;
-  readonly #tuning: Tuning | null;
-
   /**
    * @param options - `http.Agent` options (`keepAlive` defaults to true),
    *   plus {@link AgentTcpOptions}.
@@ -241,25 +354,26 @@ export class Agent extends http.Agent {
   constructor(options?: AgentOptions) {
     const tuning = parseTuning(options);
     super(withKeepAlive(options));
-    this.#tuning = tuning;
+    install(this, tuning);
   }
 
   /** Node's hook, plus the TCP tuning as the socket connects. @internal */
   override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
-    return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
+    return openConnection(this, super.createConnection, options, callback);
   }
 
   /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
   override keepSocketAlive(socket: stream.Duplex): void {
-    return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
+    return retune(super.keepSocketAlive(socket), socket, guardOf(this).tuning) as unknown as void;
   }
 
   /**
-   * Free sockets this agent found not reusable and destroyed instead of
-   * handing them to a request, since it was created.
+   * Sockets this agent found not reusable and destroyed instead of handing
+   * them to a request (from the free pool or at the queued hand-off), since
+   * it was created.
    */
   get staleSocketsDestroyed(): number {
-    return this.#staleSocketsDestroyed;
+    return guardOf(this).staleSocketsDestroyed;
   }
 
   /**
@@ -269,25 +383,23 @@ export class Agent extends http.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    this.#staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
+    guardOf(this).staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
     httpAddRequest.call(this, req, options, port, localAddress);
   }
 }
 
 /**
  * The HTTPS counterpart of {@link Agent}: a drop-in `https.Agent` (TLS
- * session reuse included) that destroys stale free sockets instead of
- * handing them out, counted in {@link HttpsAgent.staleSocketsDestroyed}.
- * `keepAlive` defaults to true.
+ * session reuse included) that checks free sockets and sockets handed to
+ * queued requests alike, and destroys stale ones instead of handing them
+ * out, counted in {@link HttpsAgent.staleSocketsDestroyed}. `keepAlive`
+ * defaults to true.
  *
  * Encrypted records waiting in the kernel on a free socket (data, a
  * close_notify, a late session ticket) make it not reusable; see
  * `checkReusable()` for TLS.
  */
 export class HttpsAgent extends https.Agent {
-  #staleSocketsDestroyed = 0;
-  readonly #tuning: Tuning | null;
-
   /**
    * @param options - `https.Agent` options (`keepAlive` defaults to true),
    *   plus {@link AgentTcpOptions}.
@@ -298,25 +410,26 @@ export class HttpsAgent extends https.Agent {
   constructor(options?: HttpsAgentOptions) {
     const tuning = parseTuning(options);
     super(withKeepAlive(options));
-    this.#tuning = tuning;
+    install(this, tuning);
   }
 
   /** Node's hook, plus the TCP tuning as the socket connects. @internal */
   override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
-    return tuneOnConnect(super.createConnection(options, callback), this.#tuning);
+    return openConnection(this, super.createConnection, options, callback);
   }
 
   /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
   override keepSocketAlive(socket: stream.Duplex): void {
-    return retune(super.keepSocketAlive(socket), socket, this.#tuning) as unknown as void;
+    return retune(super.keepSocketAlive(socket), socket, guardOf(this).tuning) as unknown as void;
   }
 
   /**
-   * Free sockets this agent found not reusable and destroyed instead of
-   * handing them to a request, since it was created.
+   * Sockets this agent found not reusable and destroyed instead of handing
+   * them to a request (from the free pool or at the queued hand-off), since
+   * it was created.
    */
   get staleSocketsDestroyed(): number {
-    return this.#staleSocketsDestroyed;
+    return guardOf(this).staleSocketsDestroyed;
   }
 
   /**
@@ -326,7 +439,7 @@ export class HttpsAgent extends https.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    this.#staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
+    guardOf(this).staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
     httpsAddRequest.call(this, req, options, port, localAddress);
   }
 }

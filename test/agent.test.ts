@@ -14,6 +14,14 @@ import { busyWait, listen, spawnFixture, waitFor } from './helpers/sockets';
 // sockstate's, against Node's own servers and against a raw server in a
 // child process that closes idle connections after 100 ms without saying
 // so (no Keep-Alive header).
+//
+// What the stock agent does depends on the line: Node 22.2x+ (22.23.5,
+// 24.22.3, 26.12.1 in CI) checks socket._handle.hasPendingRead() before it
+// reuses a free socket and destroys one whose kernel holds data or a FIN;
+// Node 20 has no such check and reuses the dead socket.
+const stockChecks = Number(process.versions.node.split('.')[0]) >= 22;
+// A stale free socket, as the stock agent of this line ends up with it.
+const stockOnStale = stockChecks ? { ok: true, reused: false } : { ok: false, code: 'ECONNRESET', reused: true };
 
 interface Outcome {
   ok: boolean;
@@ -156,7 +164,7 @@ describe('Agent and HttpsAgent are drop-in agents', () => {
 });
 
 describe('stale free sockets against Node servers', () => {
-  it('http: a socket whose server closed it is destroyed and replaced; stock Node reuses it and fails', async () => {
+  it(`http: a socket whose server closed it is destroyed and replaced; stock Node ${stockChecks ? 'does the same' : 'reuses it and fails'}`, async () => {
     const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
     const results: Record<string, Outcome> = {};
     for (const [label, agent] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
@@ -167,7 +175,7 @@ describe('stale free sockets against Node servers', () => {
       results[label] = await get(agent, server.port);
       if (agent instanceof Agent) expect(agent.staleSocketsDestroyed).toBe(1);
     }
-    expect(results.stock).toMatchObject({ ok: false, code: 'ECONNRESET', reused: true });
+    expect(results.stock).toMatchObject(stockOnStale);
     expect(results.sockstate).toMatchObject({ ok: true, reused: false });
   });
 
@@ -183,7 +191,7 @@ describe('stale free sockets against Node servers', () => {
       results[label] = await get(agent, server.port, https, tlsOptions);
       if (agent instanceof HttpsAgent) expect(agent.staleSocketsDestroyed).toBe(1);
     }
-    expect(results.stock).toMatchObject({ ok: false, code: 'ECONNRESET', reused: true });
+    expect(results.stock).toMatchObject(stockOnStale);
     expect(results.sockstate).toMatchObject({ ok: true, reused: false });
   });
 
@@ -328,6 +336,10 @@ describe('the keep-alive race against a server that closes idle connections afte
       }
       expect(freeCount(agent)).toBe(1);
       busyWait(250);
+      // Under load the server's FIN may come later than its 100 ms: wait
+      // for it (still without letting the loop run), so that every round
+      // is the race.
+      spinUntilPeerClosed(Object.values(agent.freeSockets)[0]![0]!);
       const r = await get(agent, port);
       await settle();
       if (!r.ok) {
@@ -338,13 +350,17 @@ describe('the keep-alive race against a server that closes idle connections afte
     return { failures, codes };
   }
 
-  it('blocked event loop: the stock agent fails, Agent does not (20 requests each)', async () => {
+  it(`blocked event loop: the stock agent ${stockChecks ? 'skips the dead socket too' : 'fails every time'}, Agent never fails (20 requests each)`, async () => {
     const stock = await blockedRun(track(new http.Agent({ keepAlive: true })), 20);
     const agent = track(new Agent());
     const ours = await blockedRun(agent, 20);
-    console.log(`blocked loop, 20 requests: stock agent ${stock.failures} failures (${[...new Set(stock.codes)].join(', ')}), sockstate Agent ${ours.failures}; stale sockets destroyed: ${agent.staleSocketsDestroyed}`);
-    expect(stock.failures).toBeGreaterThanOrEqual(15);
-    expect(new Set(stock.codes)).toEqual(new Set(['ECONNRESET']));
+    console.log(`Node ${process.versions.node}, blocked loop, 20 requests: stock agent ${stock.failures} failures (${[...new Set(stock.codes)].join(', ')}), sockstate Agent ${ours.failures}; stale sockets destroyed: ${agent.staleSocketsDestroyed}`);
+    if (stockChecks) {
+      expect(stock.failures).toBe(0);
+    } else {
+      expect(stock.failures).toBe(20);
+      expect(new Set(stock.codes)).toEqual(new Set(['ECONNRESET']));
+    }
     expect(ours.failures).toBe(0);
     expect(agent.staleSocketsDestroyed).toBe(20);
   }, 30_000);
