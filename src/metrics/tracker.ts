@@ -154,6 +154,9 @@ export class TcpTracker {
   private readonly status: Int8Array;
   private readonly onConnection = (message: unknown): void => this.adopt(message as ConnectionMessage);
   private readonly onReuseCheck = (message: unknown): void => this.countCheck(message as ReuseCheckMessage);
+  private rttLog: Float64Array | null = null;
+  private rttLogGroups = new Int32Array(0);
+  private rttLogLength = 0;
   /** Sweeps made. */
   sweeps = 0;
   /** Rows dropped because the fd no longer named the tracked socket when the worker read it. */
@@ -176,6 +179,34 @@ export class TcpTracker {
   /** Reuse checks counted per scope and result (the verdict's reason). */
   get reuseChecks(): ReadonlyMap<string, ReadonlyMap<string, number>> {
     return this.reuse;
+  }
+
+  /**
+   * Keeps every RTT observation (seconds, with its group) until
+   * {@link takeRttLog}, for exporters that record values one by one.
+   */
+  logRtts(): void {
+    if (this.rttLog === null) {
+      this.rttLog = new Float64Array(256);
+      this.rttLogGroups = new Int32Array(256);
+    }
+  }
+
+  /**
+   * Hands `fn` the RTT observations logged since the last call, then forgets
+   * them. Yields to the event loop every `chunk` values.
+   */
+  async takeRttLog(fn: (group: number, seconds: number) => void, chunk: number): Promise<void> {
+    const log = this.rttLog;
+    if (log === null) return;
+    const n = this.rttLogLength;
+    const values = log.slice(0, n);
+    const groups = this.rttLogGroups.slice(0, n);
+    this.rttLogLength = 0;
+    for (let i = 0; i < n; i++) {
+      if (i > 0 && i % chunk === 0) await yieldToLoop();
+      fn(groups[i]!, values[i]!);
+    }
   }
 
   /** Connections tracked now. */
@@ -487,7 +518,22 @@ export class TcpTracker {
       group.rttSum += seconds;
       group.rttCount++;
       this.observed[slot] = 1;
+      if (this.rttLog !== null) this.logRtt(this.groupOf[slot]!, seconds);
     }
+  }
+
+  private logRtt(group: number, seconds: number): void {
+    let log = this.rttLog!;
+    if (this.rttLogLength === log.length) {
+      log = new Float64Array(log.length * 2);
+      log.set(this.rttLog!);
+      this.rttLog = log;
+      const groups = new Int32Array(log.length);
+      groups.set(this.rttLogGroups);
+      this.rttLogGroups = groups;
+    }
+    log[this.rttLogLength] = seconds;
+    this.rttLogGroups[this.rttLogLength++] = group;
   }
 
   private async sweep(): Promise<void> {
