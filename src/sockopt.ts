@@ -5,6 +5,7 @@
  *
  * @packageDocumentation
  */
+import * as net from 'node:net';
 import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
 import { requireFd } from './kernel';
 import { type Target, targetFd } from './target';
@@ -66,6 +67,12 @@ function keepAliveSeconds(value: unknown, name: string): number {
  * The kernel counts these in seconds, so each duration must be a whole
  * number of seconds, given in ms.
  *
+ * On a `net.Socket`, Node's own record of the keepalive it applied is
+ * updated too, so that a later `socket.setKeepAlive(...)` takes effect
+ * instead of being skipped as already done. Given a raw fd, sockstate
+ * cannot reach that record: call Node's `socket.setKeepAlive()` on the
+ * socket object, or sockstate's with the socket rather than its fd.
+ *
  * @param target - A connected net.Socket / tls.TLSSocket, or a TCP fd.
  * @param options - See {@link KeepAliveOptions}; `{}` enables keepalive with
  *   the current (by default the system's) tunables.
@@ -83,7 +90,34 @@ export function setKeepAlive(target: Target, options: KeepAliveOptions = {}): vo
   const k = parseKeepAlive(options, 'options');
   const binding = requireFd(target, fd, 'setKeepAlive()');
   const rc = binding.setKeepAlive(fd, k.enable ? 1 : 0, k.idleS, k.intervalS, k.count);
+  // A failure may come after some of the options were set: what the
+  // kernel holds is then unknown.
+  syncNodeKeepAlive(target, rc === 0 ? k.enable : null);
   if (rc !== 0) throw systemError(rc, 'setsockopt');
+}
+
+// Node's net.Socket remembers the keepalive it last applied (lib/net.js:
+// the kSetKeepAlive symbol, next to the initial delay and, from Node 24,
+// interval and count) and skips a socket.setKeepAlive() that matches it.
+// Once sockstate has changed keepalive through the fd, that memory is
+// wrong: after sockstate turned keepalive off, Node's later
+// setKeepAlive(true, 5000) would be a silent no-op. So Node's view is
+// brought in step: "off" when the kernel is off (Node's setKeepAlive(false)
+// is then rightly a no-op), and "unknown" (null, which no call matches)
+// when the kernel holds values Node's cache cannot express, so that
+// Node's next setKeepAlive() call is applied whatever its arguments.
+// Node reads the symbol as a truthy flag at connect time only, where null
+// (like false) keeps it from overwriting the later sockstate setting.
+let nodeKeepAliveKey: symbol | undefined;
+
+function syncNodeKeepAlive(target: Target, enabled: boolean | null): void {
+  if (!(target instanceof net.Socket)) return;
+  if (nodeKeepAliveKey === undefined) {
+    nodeKeepAliveKey = Object.getOwnPropertySymbols(target).find((key) => key.description === 'kSetKeepAlive');
+    if (nodeKeepAliveKey === undefined) return;
+  }
+  if (!Object.prototype.hasOwnProperty.call(target, nodeKeepAliveKey)) return;
+  (target as unknown as Record<symbol, unknown>)[nodeKeepAliveKey] = enabled === false ? false : null;
 }
 
 /** Keepalive options checked and in the kernel's units; 0 = unchanged. */

@@ -75,6 +75,25 @@ describe.runIf(supported)('Agent TCP tuning', () => {
     }
   });
 
+  it("Node's own setKeepAlive() on a tuned socket still takes effect, and the tuning returns with the pool", async () => {
+    const agent = new Agent({ tcpKeepAlive: TUNING });
+    try {
+      await get(agent, port);
+      const socket = freeSocket(agent);
+      expect(getKeepAlive(socket)).toEqual({ enabled: true, ...TUNING });
+      // The values Node's agent applied before the tuning (keepAliveMsecs
+      // 1000): Node must not take them for still in force.
+      socket.setKeepAlive(true, 1000);
+      expect(getKeepAlive(socket)).toEqual({ enabled: true, idleMs: 1000, intervalMs: 1000, count: 10 });
+      // Back in the pool after its next request, the socket is tuned again.
+      await get(agent, port);
+      expect(freeSocket(agent)).toBe(socket);
+      expect(getKeepAlive(socket)).toEqual({ enabled: true, ...TUNING });
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('sockets over socketPath (AF_UNIX) are served untuned, without error', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-agent-unix-'));
     const unixServer = http.createServer((_req, res) => res.end('ok'));

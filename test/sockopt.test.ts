@@ -92,6 +92,49 @@ describe('keepalive', () => {
     expect(settings.idleMs).toBe(9000);
   });
 
+  // Node remembers the keepalive it applied and skips a socket.setKeepAlive()
+  // that matches it (lib/net.js, every line from 20 to 26). After sockstate
+  // changed keepalive through the fd, Node's next call must still apply.
+  describe("keeps Node's own keepalive record in step", () => {
+    it('Node re-enables keepalive that sockstate turned off', async () => {
+      const { client } = await pair();
+      client.setKeepAlive(true, 5000);
+      setKeepAlive(client, { enable: false });
+      expect(getKeepAlive(client).enabled).toBe(false);
+      client.setKeepAlive(true, 5000);
+      expect(getKeepAlive(client)).toMatchObject({ enabled: true, idleMs: 5000 });
+    });
+
+    it('Node turns off keepalive that sockstate turned on', async () => {
+      const { client } = await pair();
+      // Node's record: off, as for any socket connected without keepAlive.
+      setKeepAlive(client, { idleMs: 30_000 });
+      expect(getKeepAlive(client).enabled).toBe(true);
+      client.setKeepAlive(false);
+      expect(getKeepAlive(client).enabled).toBe(false);
+    });
+
+    it("Node's setKeepAlive() with the values it applied before replaces sockstate's tuning", async () => {
+      const { client } = await pair();
+      client.setKeepAlive(true, 5000);
+      const nodeTuning = getKeepAlive(client);
+      setKeepAlive(client, { idleMs: 30_000, intervalMs: 3000, count: 4 });
+      client.setKeepAlive(true, 5000);
+      expect(getKeepAlive(client)).toEqual(nodeTuning);
+    });
+
+    it("Node's setKeepAlive(false) after sockstate turned keepalive off is still right", async () => {
+      const { client } = await pair();
+      client.setKeepAlive(true, 5000);
+      setKeepAlive(client, { enable: false });
+      client.setKeepAlive(false);
+      expect(getKeepAlive(client).enabled).toBe(false);
+      // And the record says off: enabling again applies.
+      client.setKeepAlive(true, 7000);
+      expect(getKeepAlive(client)).toMatchObject({ enabled: true, idleMs: 7000 });
+    });
+  });
+
   it('arms the kernel keepalive timer that ss reports', async () => {
     const { client } = await pair();
     const local = client.localPort!;
