@@ -4,9 +4,9 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { invalidArgType, type SockstateError, systemError } from './errors';
+import { invalidArgType, outOfRange, type SockstateError, systemError } from './errors';
 import { flagsState } from './flags';
-import { kernel } from './kernel';
+import { kernel, withSocketFlags } from './kernel';
 import { native, unsupported } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
@@ -34,59 +34,58 @@ export type ProbeManyEntry = ProbedState | ProbeFailure;
 
 const SLOTS = native === null ? 0 : native.probeSlots.COUNT;
 
-// Scratch buffers shared by every call, grown (doubling) as needed. The
-// binding probes fds.length entries, so it is given views of exactly n;
-// the views are kept while n stays the same, as it does for a pool swept
-// again and again.
-let fdBuf = new Int32Array(0);
-let outBuf = new Int32Array(0);
-let fdView = fdBuf;
-let outView = outBuf;
-// Per target: 1 probed through fdBuf, 0 answered from flags.
-let viaKernel = new Uint8Array(0);
+/** More targets than this is a RangeError: the scratch buffers could not be sized. */
+const MAX_TARGETS = 2 ** 24;
+/** Scratch buffers up to this many entries are kept for the next sweep; larger ones are released. */
+const KEEP_MAX = 16_384;
 
-function reserve(n: number): void {
-  if (n > fdBuf.length) {
-    const capacity = Math.max(n, fdBuf.length * 2, 64);
-    fdBuf = new Int32Array(capacity);
-    outBuf = new Int32Array(capacity * SLOTS);
-    viaKernel = new Uint8Array(capacity);
-    fdView = fdBuf.subarray(0, 0);
-    outView = outBuf.subarray(0, 0);
-  }
-  if (fdView.length !== n) {
-    fdView = fdBuf.subarray(0, n);
-    outView = outBuf.subarray(0, n * SLOTS);
+// Scratch for one call: fds in, probe slots out, and per target whether the
+// kernel answers it. The binding probes fds.length entries, so it is given
+// views of exactly n; the views are kept while n stays the same, as it does
+// for a pool swept again and again.
+interface Scratch {
+  fds: Int32Array;
+  out: Int32Array;
+  viaKernel: Uint8Array;
+  fdView: Int32Array;
+  outView: Int32Array;
+}
+
+function newScratch(capacity: number): Scratch {
+  const fds = new Int32Array(capacity);
+  const out = new Int32Array(capacity * SLOTS);
+  return { fds, out, viaKernel: new Uint8Array(capacity), fdView: fds.subarray(0, 0), outView: out.subarray(0, 0) };
+}
+
+// Grown one element at a time as targets are checked, so a huge array of
+// holes throws at its first element before anything is allocated.
+function grow(scratch: Scratch, needed: number): Scratch {
+  const next = newScratch(Math.max(needed, scratch.fds.length * 2, 64));
+  next.fds.set(scratch.fds);
+  next.viaKernel.set(scratch.viaKernel);
+  return next;
+}
+
+function views(scratch: Scratch, n: number): void {
+  if (scratch.fdView.length !== n || scratch.fdView.buffer !== scratch.fds.buffer) {
+    scratch.fdView = scratch.fds.subarray(0, n);
+    scratch.outView = scratch.out.subarray(0, n * SLOTS);
   }
 }
 
+// The scratch kept between sweeps, and whether a sweep is using it: a
+// getter on a target may call probeMany again, and that call must not
+// write into the outer one's buffers.
+let kept: Scratch = newScratch(0);
+let inUse = false;
+
 function checkTargets(targets: unknown): asserts targets is readonly Target[] {
   if (!Array.isArray(targets)) throw invalidArgType('targets', 'an instance of Array', targets);
+  if (targets.length > MAX_TARGETS) throw outOfRange('targets.length', `<= ${MAX_TARGETS}`, targets.length);
 }
 
 function unsupportedRawFd(index: number): SockstateError {
   return unsupported(`probeMany() with a raw fd (targets[${index}])`);
-}
-
-// Reads every target's fd into fdBuf (validating each, so a bad element
-// throws before any syscall). Returns how many need the kernel.
-function collect(targets: readonly Target[], n: number): number {
-  let kernelCount = 0;
-  for (let i = 0; i < n; i++) {
-    const target = targets[i];
-    const fd = targetFd(target, `targets[${i}]`);
-    if (fd >= 0 && kernel !== null) {
-      fdBuf[i] = fd;
-      viaKernel[i] = 1;
-      kernelCount++;
-    } else {
-      if (typeof target === 'number') throw unsupportedRawFd(i);
-      // The binding answers -EBADF for a negative fd without a syscall.
-      fdBuf[i] = -1;
-      viaKernel[i] = 0;
-    }
-  }
-  return kernelCount;
 }
 
 function failure(error: SockstateError): ProbeFailure {
@@ -118,39 +117,72 @@ function failure(error: SockstateError): ProbeFailure {
  * @returns One new entry per target.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` when `targets` is not an array or
  *   an element is not a target (the message names it, e.g. `targets[3]`).
- * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number (or a handle's fd)
+ *   that cannot be an fd, and for more than 2**24 targets.
  * @throws SockstateError `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without
  *   the addon.
  */
 export function probeMany(targets: readonly Target[]): ProbeManyEntry[] {
   checkTargets(targets);
   const n = targets.length;
-  const result = new Array<ProbeManyEntry>(n);
   if (kernel === null || native === null) {
+    const result = new Array<ProbeManyEntry>(n);
     for (let i = 0; i < n; i++) {
       const target = targets[i];
       targetFd(target, `targets[${i}]`);
       if (typeof target === 'number') throw unsupportedRawFd(i);
+      result[i] = flagsState(target as net.Socket | net.Server);
     }
-    for (let i = 0; i < n; i++) result[i] = flagsState(targets[i] as net.Socket | net.Server);
     return result;
   }
-  reserve(n);
-  if (collect(targets, n) > 0) native.probeMany(fdView, outView);
-  const syscalls = native.probeSyscalls;
-  const RESULT = native.probeSlots.RESULT;
-  const SYSCALL = native.probeSlots.SYSCALL;
-  for (let i = 0; i < n; i++) {
-    if (viaKernel[i] === 0) {
-      result[i] = flagsState(targets[i] as net.Socket | net.Server);
-      continue;
+  // Holds each kernel-probed target until its answer replaces it.
+  const result = new Array<ProbeManyEntry | Target>(n);
+  const nested = inUse;
+  let scratch = nested ? newScratch(0) : kept;
+  inUse = true;
+  try {
+    // Each target is read once: its fd for the kernel, or its flags answer
+    // now (a getter may not return the same object twice).
+    let kernelCount = 0;
+    for (let i = 0; i < n; i++) {
+      const target = targets[i];
+      const fd = targetFd(target, `targets[${i}]`);
+      if (i >= scratch.fds.length) scratch = grow(scratch, i + 1);
+      if (fd >= 0) {
+        scratch.fds[i] = fd;
+        scratch.viaKernel[i] = 1;
+        result[i] = target!;
+        kernelCount++;
+      } else {
+        if (typeof target === 'number') throw unsupportedRawFd(i);
+        // The binding answers -EBADF for a negative fd without a syscall.
+        scratch.fds[i] = -1;
+        scratch.viaKernel[i] = 0;
+        result[i] = flagsState(target as net.Socket | net.Server);
+      }
     }
-    const base = i * SLOTS;
-    const rc = outBuf[base + RESULT]!;
-    result[i] =
-      rc === 0
-        ? kernel.stateAt(outBuf, base)
-        : failure(systemError(rc, syscalls[outBuf[base + SYSCALL]!] ?? 'getsockopt'));
+    if (kernelCount === 0) return result as ProbeManyEntry[];
+    views(scratch, n);
+    native.probeMany(scratch.fdView, scratch.outView);
+    const out = scratch.out;
+    const syscalls = native.probeSyscalls;
+    const RESULT = native.probeSlots.RESULT;
+    const SYSCALL = native.probeSlots.SYSCALL;
+    for (let i = 0; i < n; i++) {
+      if (scratch.viaKernel[i] === 0) continue;
+      const base = i * SLOTS;
+      const rc = out[base + RESULT]!;
+      result[i] =
+        rc === 0
+          ? withSocketFlags(result[i] as Target, kernel.stateAt(out, base))
+          : failure(systemError(rc, syscalls[out[base + SYSCALL]!] ?? 'getsockopt'));
+    }
+    return result as ProbeManyEntry[];
+  } finally {
+    if (!nested) {
+      inUse = false;
+      // A one-off huge sweep does not pin its buffers for the process's life.
+      kept = scratch.fds.length <= KEEP_MAX ? scratch : newScratch(0);
+    }
   }
-  return result;
 }

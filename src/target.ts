@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { codedError, invalidArgType, outOfRange, type SockstateError } from './errors';
+import { codedError, invalidArgType, invalidArgValue, outOfRange, type SockstateError } from './errors';
 
 /**
  * What the functions accept: a `net.Socket` (a `tls.TLSSocket` is one), a
@@ -20,8 +20,10 @@ const TARGET_TYPES = 'an instance of net.Socket, tls.TLSSocket or net.Server, or
  * call, so the fd is never kept between calls (fds are reused at once after
  * `destroy()`). Returns the fd, or {@link NO_HANDLE} / {@link NO_FD}.
  *
- * @throws TypeError `ERR_INVALID_ARG_TYPE` for anything but a Target.
- * @throws RangeError `ERR_OUT_OF_RANGE` for a number that is not an fd.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for anything but a Target;
+ *   `ERR_INVALID_ARG_VALUE` for a net.Socket that was never constructed.
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number, or a handle's fd,
+ *   that is not an fd.
  */
 export function targetFd(target: unknown, name: string): number {
   if (typeof target === 'number') {
@@ -29,10 +31,21 @@ export function targetFd(target: unknown, name: string): number {
     throw outOfRange(name, `an integer >= 0 and <= ${FD_MAX}`, target);
   }
   if (target instanceof net.Socket || target instanceof net.Server) {
+    // Object.create(net.Socket.prototype) passes instanceof but has no
+    // stream state for the flags to read.
+    if (target instanceof net.Socket) {
+      const state = (target as unknown as { _readableState?: unknown })._readableState;
+      if (typeof state !== 'object' || state === null) {
+        throw invalidArgValue(name, 'must be a constructed net.Socket (this one has no stream state)');
+      }
+    }
     const handle = (target as unknown as { _handle?: { fd?: unknown } | null })._handle;
     if (handle === null || handle === undefined) return NO_HANDLE;
     const fd = handle.fd;
-    return typeof fd === 'number' && fd >= 0 ? fd : NO_FD;
+    if (typeof fd !== 'number' || !(fd >= 0)) return NO_FD;
+    // The same rule as for a number: never truncate 20.5 or 2**32+20 into fd 20.
+    if (!Number.isInteger(fd) || fd > FD_MAX) throw outOfRange(`${name}._handle.fd`, `an integer >= 0 and <= ${FD_MAX}`, fd);
+    return fd;
   }
   throw invalidArgType(name, TARGET_TYPES, target);
 }
@@ -44,7 +57,13 @@ export function noFd(what: string, target: net.Socket | net.Server, sentinel: nu
 
 /** Why a socket object has no fd, for error messages. */
 export function missingFdReason(target: net.Socket | net.Server, sentinel: number): string {
-  if (target instanceof net.Server) return 'the server is not listening';
+  if (target instanceof net.Server) {
+    // A cluster worker's server under round-robin scheduling listens
+    // through the primary, which holds the only listening socket.
+    return target.listening
+      ? 'the server listens through another process (a cluster worker under round-robin scheduling): the listening socket is not in this process'
+      : 'the server is not listening';
+  }
   if (target.destroyed) return 'the socket is destroyed';
   if (target.connecting) return 'the socket is still connecting';
   if (sentinel === NO_FD) return 'the socket has no file descriptor (a TLS socket over a JS stream, or not yet open)';
