@@ -128,7 +128,13 @@ int ProbeFd(int fd, int32_t* out) {
     int rc = IoctlInt(fd, SIOCINQ, &out[kSlotUnread]);
     if (rc != 0) return Fail(out, rc, kCallIoctl);
   }
-  if (state == TCP_SYN_SENT || state == TCP_SYN_RECV) return 0;
+  // Nothing can be queued for sending in the handshake, nor in CLOSE: a
+  // reset or a timeout purges the write queue (tcp_write_queue_purge, then
+  // tcp_done) but leaves write_seq, snd_nxt and snd_una as they were, so
+  // tcpi_notsent_bytes and SIOCOUTQ would still count the discarded bytes.
+  if (state == TCP_SYN_SENT || state == TCP_SYN_RECV || state == TCP_CLOSE) {
+    return 0;
+  }
 
   int32_t unsent = 0;
   if (len >= offsetof(TcpInfo, notsent_bytes) + sizeof(info.notsent_bytes)) {

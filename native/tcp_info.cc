@@ -33,7 +33,10 @@ Napi::Value GetTcpInfo(const Napi::CallbackInfo& info) {
   std::memset(&raw, 0, sizeof(raw));
   socklen_t len = sizeof(raw);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &raw, &len) != 0) {
-    return Napi::Number::New(env, -errno);
+    // A UDP socket over IPv6 answers ENOPROTOOPT where AF_UNIX and UDP over
+    // IPv4 answer EOPNOTSUPP: one code for "not a TCP socket".
+    int err = errno;
+    return Napi::Number::New(env, err == ENOPROTOOPT ? -EOPNOTSUPP : -err);
   }
   uint8_t* bytes = static_cast<uint8_t*>(data);
   std::memcpy(bytes, &raw, sizeof(raw));

@@ -100,7 +100,7 @@ export function stateOf(target: Target, what: string): ConnectionState {
 
 /** {@link stateOf} for the fd (or sentinel) this same call read from `target`. */
 export function stateOfFd(target: Target, fd: number, what: string): ConnectionState {
-  if (fd >= 0 && kernel !== null) return kernel.state(fd);
+  if (fd >= 0 && kernel !== null) return withSocketFlags(target, kernel.state(fd));
   if (typeof target === 'number') throw unsupported(`${what} on a raw fd`);
   return flagsState(target as net.Socket | net.Server);
 }
@@ -116,4 +116,19 @@ export function requireFd(target: Target, fd: number, what: string): NativeBindi
   if (native === null) throw unsupported(what);
   if (fd < 0) throw noFd(what, target as net.Socket | net.Server, fd);
   return native;
+}
+
+/**
+ * Adds to the kernel's answer for a socket object what a stream socket
+ * without TCP (AF_UNIX) cannot show: our own `end()`. TCP shows it as
+ * FIN_WAIT1/FIN_WAIT2; an AF_UNIX socket's poll bits do not change when we
+ * shut down our sending side, so Node's `writableFinished` (set once the
+ * shutdown is done) says it: `open` becomes `localClosed`, and
+ * `peerClosed` (both directions shut) becomes `closed`.
+ */
+export function withSocketFlags(target: Target, state: ConnectionState): ConnectionState {
+  if (state.tcpState !== null || !(target instanceof net.Socket) || !target.writableFinished) return state;
+  if (state.status === 'open') return { ...state, status: 'localClosed' };
+  if (state.status === 'peerClosed') return { ...state, status: 'closed' };
+  return state;
 }
