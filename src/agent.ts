@@ -11,7 +11,7 @@ import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck, reuseCheckChannel } from './channel';
 import { native, unsupported } from './native';
 import { checkReusable, isReusable } from './reuse';
-import { checkUserTimeout, type KeepAliveOptions, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
+import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
 
@@ -189,8 +189,10 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
   if (failure !== undefined) process.emitWarning(failure);
 }
 
+// Node's Agent reads only own options too ({ __proto__: null, ...options }).
 function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
-  return { ...options, keepAlive: options?.keepAlive ?? true } as T;
+  const keepAlive = options === undefined || options === null ? undefined : ownOption(options, 'keepAlive');
+  return { ...options, keepAlive: keepAlive ?? true } as T;
 }
 
 /** TCP tuning an {@link Agent} or {@link HttpsAgent} applies to its sockets. */
@@ -219,8 +221,9 @@ interface Tuning {
 }
 
 function parseTuning(options: AgentTcpOptions | undefined): Tuning | null {
-  const keepAlive = options?.tcpKeepAlive;
-  const userTimeoutMs = options?.userTimeoutMs;
+  if (options === undefined || options === null) return null;
+  const keepAlive = ownOption(options, 'tcpKeepAlive') as KeepAliveOptions | undefined;
+  const userTimeoutMs = ownOption(options, 'userTimeoutMs') as number | undefined;
   if (keepAlive === undefined && userTimeoutMs === undefined) return null;
   if (keepAlive !== undefined) parseKeepAlive(keepAlive, 'options.tcpKeepAlive');
   if (userTimeoutMs !== undefined) checkUserTimeout(userTimeoutMs, 'options.userTimeoutMs');

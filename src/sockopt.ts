@@ -120,6 +120,11 @@ function syncNodeKeepAlive(target: Target, enabled: boolean | null): void {
   (target as unknown as Record<symbol, unknown>)[nodeKeepAliveKey] = enabled === false ? false : null;
 }
 
+/** `options[key]` when the caller set it on the object itself, else undefined. */
+export function ownOption(options: object, key: string): unknown {
+  return Object.prototype.hasOwnProperty.call(options, key) ? (options as Record<string, unknown>)[key] : undefined;
+}
+
 /** Keepalive options checked and in the kernel's units; 0 = unchanged. */
 export interface ParsedKeepAlive {
   readonly enable: boolean;
@@ -136,12 +141,12 @@ export interface ParsedKeepAlive {
  */
 export function parseKeepAlive(options: unknown, name: string): ParsedKeepAlive {
   if (typeof options !== 'object' || options === null) throw invalidArgType(name, 'of type object', options);
-  const o = options as KeepAliveOptions;
-  const { enable = true } = o;
+  // Only the caller's own properties count, never inherited ones.
+  const enable = ownOption(options, 'enable') ?? true;
   if (typeof enable !== 'boolean') throw invalidArgType(`${name}.enable`, 'of type boolean', enable);
-  const idleS = keepAliveSeconds(o.idleMs, `${name}.idleMs`);
-  const intervalS = keepAliveSeconds(o.intervalMs, `${name}.intervalMs`);
-  const count = o.count;
+  const idleS = keepAliveSeconds(ownOption(options, 'idleMs'), `${name}.idleMs`);
+  const intervalS = keepAliveSeconds(ownOption(options, 'intervalMs'), `${name}.intervalMs`);
+  const count = ownOption(options, 'count');
   if (count !== undefined) {
     if (typeof count !== 'number') throw invalidArgType(`${name}.count`, 'of type number', count);
     if (!Number.isInteger(count) || count < 1 || count > KEEPALIVE_MAX_COUNT) {

@@ -180,6 +180,25 @@ describe('Agent TCP tuning options are validated when the agent is made', () => 
     }
   });
 
+  it('reads only options the caller set on the object itself', () => {
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.tcpKeepAlive = 'yes';
+    proto.userTimeoutMs = -1;
+    proto.keepAlive = false;
+    try {
+      for (const Ctor of [Agent, HttpsAgent]) {
+        const agent = new Ctor({});
+        // keepAlive defaults to true; the inherited bad tuning is not read.
+        expect((agent as unknown as { keepAlive: boolean }).keepAlive).toBe(true);
+        agent.destroy();
+      }
+    } finally {
+      delete proto.tcpKeepAlive;
+      delete proto.userTimeoutMs;
+      delete proto.keepAlive;
+    }
+  });
+
   it.runIf(!supported)('without the addon, asking for tuning is ERR_SOCKSTATE_UNSUPPORTED', () => {
     expect(() => new Agent({ userTimeoutMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_SOCKSTATE_UNSUPPORTED' }));
   });

@@ -135,6 +135,27 @@ describe('keepalive', () => {
     });
   });
 
+  it('reads only the options object\'s own properties, never inherited ones', async () => {
+    const { client } = await pair();
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.idleMs = 5000;
+    proto.enable = false;
+    proto.count = 0;
+    try {
+      setKeepAlive(client, {});
+    } finally {
+      delete proto.idleMs;
+      delete proto.enable;
+      delete proto.count;
+    }
+    expect(getKeepAlive(client)).toEqual({
+      enabled: true,
+      idleMs: sysctl('tcp_keepalive_time') * 1000,
+      intervalMs: sysctl('tcp_keepalive_intvl') * 1000,
+      count: sysctl('tcp_keepalive_probes'),
+    });
+  });
+
   it('arms the kernel keepalive timer that ss reports', async () => {
     const { client } = await pair();
     const local = client.localPort!;
