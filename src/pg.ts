@@ -1,0 +1,258 @@
+/**
+ * `sockstate/pg`: a checkout guard for node-postgres' `pg.Pool`.
+ *
+ * pg-pool hands an idle client out from `process.nextTick`, before libuv
+ * has polled its socket: a client whose server ended the session while the
+ * event loop was busy (an `idle_session_timeout`, `pg_terminate_backend`,
+ * a restart) goes out anyway and its query fails with "Connection
+ * terminated unexpectedly". The guard asks the kernel, at the moment the
+ * pool hands an idle client out, whether its socket can carry a query, and
+ * removes it the way pg-pool removes a broken client if not.
+ *
+ * pg itself is never loaded here: the pool is used through its own methods.
+ *
+ * @packageDocumentation
+ */
+import * as net from 'node:net';
+import { publishConnection, publishReuseCheck } from './channel';
+import { codedError, invalidArgType, invalidArgValue, type SockstateError } from './errors';
+import { checkReusableWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
+
+/** Options for {@link guardPool}. */
+export interface PgGuardOptions {
+  /**
+   * Stricter reuse rules ({@link ReuseOptions}): a bound on how long the
+   * server may have been silent (`maxSilentMs`), and whether stalled
+   * connections may be reused. Without it the check is the plain one:
+   * closed, reset or holding unread bytes.
+   */
+  readonly reuse?: ReuseOptions;
+}
+
+/** What a guard has done so far: a snapshot from {@link guardStats}. */
+export interface PgGuardStats {
+  /** Idle clients checked at checkout. */
+  readonly checked: number;
+  /** Of those, removed from the pool as not reusable. */
+  readonly evicted: number;
+  /** Evictions by reason (`closed`, `dataPending`, `stalled`, `silent`). */
+  readonly evictedBy: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
+  /**
+   * Idle clients handed out unchecked because sockstate cannot see their
+   * socket: pg-native clients (libpq owns the socket), a custom `stream`
+   * that is not a `net.Socket`, or a socket the kernel refused to probe.
+   */
+  readonly unchecked: number;
+  /** The error of the last probe that failed (counted in `unchecked`), or null. */
+  readonly lastProbeError: Error | null;
+}
+
+/** The error an evicted client is released with (pool `'release'` event). */
+export type PgEvictionError = SockstateError & {
+  readonly code: 'ERR_SOCKSTATE_EVICTED';
+  /** Why the client could not be reused. */
+  readonly reason: Exclude<ReuseReason, 'idle'>;
+};
+
+// The parts of pg-pool 3.x the guard relies on.
+interface IdleItem {
+  client: PgClientLike;
+  idleListener: (err: Error) => void;
+  timeoutId: ReturnType<typeof setTimeout> | undefined;
+}
+interface PgPoolInternals {
+  _idle: IdleItem[];
+  _pendingQueue: unknown[];
+  _pulseQueue(): void;
+  _acquireClient(client: PgClientLike, pending: { callback: (err: unknown, client: unknown, release: (err?: Error) => void) => void }, idleListener: unknown, isNew: boolean): void;
+  ending: boolean;
+  ended: boolean;
+  on(event: 'connect', listener: (client: PgClientLike) => void): unknown;
+}
+interface PgClientLike {
+  connection?: { stream?: unknown };
+}
+
+interface Guard {
+  policy: ReusePolicy | null;
+  checked: number;
+  evicted: number;
+  evictedBy: Record<Exclude<ReuseReason, 'idle'>, number>;
+  unchecked: number;
+  lastProbeError: Error | null;
+  seen: WeakSet<object>;
+}
+
+const guards = new WeakMap<object, Guard>();
+
+function isPgPool(pool: unknown): pool is PgPoolInternals {
+  const p = pool as Partial<PgPoolInternals>;
+  return (
+    Array.isArray(p._idle) &&
+    Array.isArray(p._pendingQueue) &&
+    typeof p._pulseQueue === 'function' &&
+    typeof p._acquireClient === 'function' &&
+    typeof p.on === 'function'
+  );
+}
+
+/** The client's socket, or null when it has none sockstate can probe. */
+function socketOf(client: PgClientLike): net.Socket | null {
+  const stream = client.connection?.stream;
+  return stream instanceof net.Socket ? stream : null;
+}
+
+function announce(pool: object, guard: Guard, client: PgClientLike): void {
+  if (guard.seen.has(client)) return;
+  const socket = socketOf(client);
+  if (socket === null) return;
+  guard.seen.add(client);
+  publishConnection(pool, socket);
+}
+
+/**
+ * Removes, before the pool hands them out, idle clients that cannot carry
+ * a query. Runs where pg-pool pops an idle client (`_pulseQueue`), only
+ * when a checkout is waiting for one.
+ */
+function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
+  if (pool.ending || pool.ended) return;
+  while (pool._pendingQueue.length > 0 && pool._idle.length > 0) {
+    // pg-pool hands out the most recently released client (pop).
+    const item = pool._idle[pool._idle.length - 1]!;
+    const socket = socketOf(item.client);
+    if (socket === null) {
+      guard.unchecked += 1;
+      return;
+    }
+    announce(pool, guard, item.client);
+    let reason: ReuseReason;
+    try {
+      reason = checkReusableWith(socket, guard.policy).reason;
+    } catch (err) {
+      // Cannot see into it (a socket over something the kernel will not
+      // probe): hand it out as pg-pool would, and keep the error.
+      guard.unchecked += 1;
+      guard.lastProbeError = err as Error;
+      return;
+    }
+    guard.checked += 1;
+    publishReuseCheck(pool, reason === 'idle', reason);
+    if (reason === 'idle') return;
+    guard.evicted += 1;
+    guard.evictedBy[reason] += 1;
+    pool._idle.pop();
+    clearTimeout(item.timeoutId);
+    const error = codedError(
+      'ERR_SOCKSTATE_EVICTED',
+      `sockstate/pg: removed an idle client whose connection cannot be reused (${reason})`,
+    ) as SockstateError & { reason: ReuseReason };
+    error.reason = reason;
+    // As pg-pool retires an expired client: acquire it and release it with
+    // an error, which emits 'acquire' and 'release', drops it from the
+    // pool's count at once and ends it ('remove' follows).
+    pool._acquireClient(item.client, { callback: (_err, _client, release) => release(error) }, item.idleListener, false);
+    // pg-pool has begun a graceful end (Terminate, then wait for the
+    // server's close). Close the socket now instead: a server that stopped
+    // answering (silent, stalled) would hold it open until TCP gives up,
+    // and a goodbye still unread would be parsed as a new error of a client
+    // already removed, which pg-pool would remove (and report) twice.
+    if (!socket.destroyed) socket.destroy();
+  }
+}
+
+/**
+ * Guards a node-postgres `pg.Pool` (pg-pool 3.x): every checkout, by
+ * `pool.connect()` in both its callback and promise forms and so by
+ * `pool.query()`, gets a client whose socket the kernel says can carry a
+ * query. An idle client that is closed or reset, holds unread bytes (the
+ * server's FATAL goodbye, or anything else nobody asked for), or under
+ * `options.reuse` is `silent` or `stalled`, is removed the way pg-pool
+ * removes a broken client (released with a {@link PgEvictionError}, so
+ * `'acquire'`, `'release'` and `'remove'` fire and `totalCount` drops at
+ * once) and the checkout moves on to the next idle client or a new
+ * connection. New clients are not checked: they were just connected.
+ *
+ * Works over TLS (`ssl`). Clients without a socket sockstate can see
+ * (pg-native, where libpq owns it) pass through unchecked and are counted
+ * in {@link PgGuardStats.unchecked}. What was evicted is counted
+ * ({@link guardStats}) and each check is published on the
+ * `sockstate:reuse-check` channel with the pool as owner; each connection
+ * on `sockstate:connection`.
+ *
+ * An evicted client's socket is closed at once: what the server sent and
+ * nobody read (its FATAL goodbye) is discarded with it, and the eviction's
+ * `reason` (`dataPending`) stands for it. Errors pg reads while the event
+ * loop is free still reach the pool's `'error'` event as before: the guard
+ * acts only at checkout.
+ *
+ * Guarding a pool again replaces its options. pg is never loaded: the pool
+ * is used through its own methods, so any pg-pool 3.x works.
+ *
+ * @param pool - A `pg.Pool`.
+ * @param options - See {@link PgGuardOptions}.
+ * @returns The same pool.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not an object
+ *   or the options are malformed; `ERR_INVALID_ARG_VALUE` when it is not a
+ *   pg-pool 3.x pool. RangeError `ERR_OUT_OF_RANGE` for an out-of-range
+ *   `reuse.maxSilentMs`.
+ */
+export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): P {
+  if (pool === null || typeof pool !== 'object') throw invalidArgType('pool', 'an instance of pg.Pool', pool);
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw invalidArgType('options', 'of type object', options);
+  }
+  const reuse = options !== undefined && Object.prototype.hasOwnProperty.call(options, 'reuse') ? options.reuse : undefined;
+  const policy = reusePolicy(reuse, 'options.reuse');
+  if (!isPgPool(pool)) {
+    throw invalidArgValue('pool', 'is not a pg.Pool this version of sockstate/pg can guard (pg-pool 3.x)');
+  }
+  const existing = guards.get(pool);
+  if (existing !== undefined) {
+    existing.policy = policy;
+    return pool;
+  }
+  const guard: Guard = {
+    policy,
+    checked: 0,
+    evicted: 0,
+    evictedBy: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
+    unchecked: 0,
+    lastProbeError: null,
+    seen: new WeakSet(),
+  };
+  guards.set(pool, guard);
+  const pulse = pool._pulseQueue;
+  // An own property shadows pg-pool's method, for its internal calls too.
+  Object.defineProperty(pool, '_pulseQueue', {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function guardedPulseQueue(this: PgPoolInternals): void {
+      evictUnusable(this, guard);
+      return pulse.call(this);
+    },
+  });
+  pool.on('connect', (client) => announce(pool, guard, client));
+  for (const item of pool._idle) announce(pool, guard, item.client);
+  return pool;
+}
+
+/**
+ * What the guard of `pool` has checked and evicted so far, or null for a
+ * pool {@link guardPool} never guarded.
+ *
+ * @param pool - A pool returned by {@link guardPool}.
+ * @returns A new {@link PgGuardStats} snapshot.
+ */
+export function guardStats(pool: object): PgGuardStats | null {
+  const guard = guards.get(pool);
+  if (guard === undefined) return null;
+  return {
+    checked: guard.checked,
+    evicted: guard.evicted,
+    evictedBy: { ...guard.evictedBy },
+    unchecked: guard.unchecked,
+    lastProbeError: guard.lastProbeError,
+  };
+}
