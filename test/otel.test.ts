@@ -1,0 +1,178 @@
+import { execFile } from 'node:child_process';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import { describe, expect, it } from 'vitest';
+import { publishReuseCheck } from '../src/channel';
+import { observeTcpMetrics } from '../src/otel';
+import { caught } from './helpers/errors';
+import { listen, perTestCleanup, waitFor } from './helpers/sockets';
+
+const { cleanups } = perTestCleanup();
+
+type Point = { attributes: Record<string, unknown>; value: unknown };
+type Collected = Map<string, { unit: string; points: Point[] }>;
+
+function setup(): { reader: PeriodicExportingMetricReader; provider: MeterProvider; collect(): Promise<Collected> } {
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  // Collected on demand only: the interval is never reached in a test.
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+  const provider = new MeterProvider({ readers: [reader] });
+  cleanups.push(() => void provider.shutdown());
+  return {
+    reader,
+    provider,
+    async collect() {
+      const { resourceMetrics, errors } = await reader.collect();
+      expect(errors).toEqual([]);
+      const out: Collected = new Map();
+      for (const scope of resourceMetrics.scopeMetrics) {
+        for (const metric of scope.metrics) {
+          out.set(metric.descriptor.name, { unit: metric.descriptor.unit, points: metric.dataPoints as Point[] });
+        }
+      }
+      return out;
+    },
+  };
+}
+
+function pointValue(collected: Collected, name: string, attributes: Record<string, string>): unknown {
+  const points = (collected.get(name)?.points ?? []).filter((p) =>
+    Object.entries(attributes).every(([k, v]) => p.attributes[k] === v),
+  );
+  if (points.length !== 1) throw new Error(`${name} ${JSON.stringify(attributes)}: ${points.length} points`);
+  return points[0]!.value;
+}
+
+describe('sockstate/otel', () => {
+  it('reports counts by status, byte counters, the RTT histogram and units through the SDK', async () => {
+    const { provider, collect } = setup();
+    const tracker = observeTcpMetrics({ meterProvider: provider });
+    cleanups.push(() => tracker.stop());
+    const { server, accepted, clients } = await (async () => {
+      const accepted: net.Socket[] = [];
+      const server = net.createServer({ allowHalfOpen: true }, (s) => {
+        s.on('error', () => {});
+        s.resume();
+        accepted.push(s);
+      });
+      tracker.track(server, { scope: 'api' });
+      const port = await listen(server);
+      const clients: net.Socket[] = [];
+      cleanups.push(() => {
+        clients.forEach((c) => c.destroy());
+        accepted.forEach((s) => s.destroy());
+        server.close();
+      });
+      for (let i = 0; i < 3; i++) {
+        const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+        c.on('error', () => {});
+        clients.push(c);
+        await new Promise((resolve) => c.once('connect', resolve));
+      }
+      return { server, accepted, clients };
+    })();
+    expect(server.listening).toBe(true);
+    clients[0]!.write(Buffer.alloc(300));
+    clients[1]!.end();
+    await waitFor(() => tracker.size === 3, 5000, 'three tracked');
+    await waitFor(() => accepted.some((s) => s.readableEnded), 5000, 'an end');
+    await waitFor(() => accepted.some((s) => s.bytesRead === 300), 5000, '300 bytes');
+
+    const first = await collect();
+    const attrs = { 'sockstate.role': 'server', 'sockstate.scope': 'api' };
+    const status = (s: string) => pointValue(first, 'sockstate.connection.count', { ...attrs, 'sockstate.connection.status': s });
+    expect([status('open'), status('peerClosed'), status('closed')]).toEqual([2, 1, 0]);
+    expect(first.get('sockstate.connection.count')!.points).toHaveLength(9);
+    // 300 bytes, plus the FIN of the client that ended.
+    expect(pointValue(first, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(301);
+    expect(pointValue(first, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'transmit' })).toBe(0);
+    const rtt = pointValue(first, 'sockstate.tcp.rtt', attrs) as { count: number; max: number; buckets: { boundaries: number[] } };
+    expect(rtt.count).toBe(3);
+    expect(rtt.max).toBeLessThan(1);
+    expect(rtt.buckets.boundaries[0]).toBe(0.0001);
+    expect(rtt.buckets.boundaries.at(-1)).toBe(5);
+    expect(first.get('sockstate.tcp.rtt')!.unit).toBe('s');
+    expect(first.get('sockstate.tcp.io')!.unit).toBe('By');
+    expect(first.get('sockstate.connection.count')!.unit).toBe('{connection}');
+    expect(pointValue(first, 'sockstate.tcp.retransmitted_segments', attrs)).toBe(0);
+
+    // The server closes the connection that sent 300 bytes: its final
+    // figures count once, and the counts drop.
+    accepted.find((s) => s.bytesRead === 300)!.destroy();
+    await waitFor(() => tracker.size === 2);
+    const second = await collect();
+    expect(pointValue(second, 'sockstate.connection.closed', attrs)).toBe(1);
+    expect(pointValue(second, 'sockstate.connection.count', { ...attrs, 'sockstate.connection.status': 'open' })).toBe(1);
+    expect(pointValue(second, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(301);
+    expect((pointValue(second, 'sockstate.tcp.rtt', attrs) as { count: number }).count).toBe(5);
+    expect(tracker.sweeps).toBe(2);
+  });
+
+  it('counts reuse checks of a tracked guard', async () => {
+    const { provider, collect } = setup();
+    const tracker = observeTcpMetrics({ meterProvider: provider });
+    cleanups.push(() => tracker.stop());
+    const agent = {};
+    tracker.track(agent, { scope: 'upstream' });
+    publishReuseCheck(agent, true, 'idle');
+    publishReuseCheck(agent, false, 'dataPending');
+    publishReuseCheck(agent, false, 'dataPending');
+    const collected = await collect();
+    const check = (result: string) =>
+      pointValue(collected, 'sockstate.reuse_check.count', { 'sockstate.scope': 'upstream', 'sockstate.reuse.result': result });
+    expect([check('idle'), check('dataPending')]).toEqual([1, 2]);
+  });
+
+  it('stop() removes the batch callback: later collections make no sweep', async () => {
+    const { provider, collect } = setup();
+    const tracker = observeTcpMetrics({ meterProvider: provider });
+    const server = net.createServer((s) => s.resume());
+    tracker.track(server);
+    const port = await listen(server);
+    const client = net.connect(port, '127.0.0.1');
+    cleanups.push(() => {
+      client.destroy();
+      server.close();
+    });
+    await waitFor(() => tracker.size === 1);
+    expect((await collect()).get('sockstate.connection.count')!.points.length).toBe(9);
+    tracker.stop();
+    await collect();
+    expect(tracker.size).toBe(0);
+    expect(tracker.sweeps).toBe(1);
+    expect(caught(() => tracker.track(server))).toMatchObject({ code: 'ERR_SOCKSTATE_TRACKER_STOPPED' });
+  });
+
+  it('refuses a bad meterProvider, and says how to install the API when it is missing', async () => {
+    expect(caught(() => observeTcpMetrics({ meterProvider: {} as never }))).toMatchObject({
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: expect.stringContaining('options.meterProvider'),
+    });
+    expect(caught(() => observeTcpMetrics({ maxSilentMs: -1 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    const script = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request === '@opentelemetry/api') {
+          const err = new Error("Cannot find module '@opentelemetry/api'");
+          err.code = 'MODULE_NOT_FOUND';
+          throw err;
+        }
+        return resolve.call(this, request, ...rest);
+      };
+      try { require('./lib/otel.js').observeTcpMetrics(); console.log('no error'); }
+      catch (err) { console.log(err.code + ' ' + err.message); }
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..') });
+    expect(stdout.trim()).toBe(
+      "ERR_SOCKSTATE_PEER_MISSING sockstate/otel needs the optional peer dependency '@opentelemetry/api', which is not installed: run npm install @opentelemetry/api",
+    );
+  });
+});
