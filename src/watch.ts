@@ -14,14 +14,18 @@ import type { TcpInfo } from './tcp-info';
 
 /** Options for {@link watch}. */
 export interface WatchOptions {
-  /** Time between samples, in ms: an integer, 1 … 2147483647. Default 1000. */
+  /**
+   * Time between samples, in ms: an integer, 1 … 2147483647. Default 1000.
+   * Read only from the object itself, never from its prototype chain.
+   */
   readonly intervalMs?: number;
 }
 
 /**
  * Why a watcher ended:
  * - `closed`: the socket or server closed (its `'close'` event, or it was
- *   found destroyed); for a raw fd, the kernel reported a finished
+ *   found destroyed; a server found without its listening handle: closed,
+ *   or not listening when watched); for a raw fd, the kernel reported a finished
  *   connection (`closed`, `reset` or `errored`), after which the number
  *   may be reused.
  * - `stopped`: {@link ConnectionWatcher.stop} was called.
@@ -84,70 +88,104 @@ function probe(target: Target): { state: ConnectionState; fd: number } {
   return { state: stateOfFd(target, fd, 'watch()'), fd };
 }
 
+type Watched = net.Socket | net.Server;
+
+// The watchers of each socket or server, behind ONE 'close' listener per
+// target however many watch it (a listener each would trip Node's
+// MaxListenersExceededWarning at eleven).
+const watchersOf = new WeakMap<Watched, Set<ConnectionWatcher>>();
+
+function onTargetClose(this: Watched): void {
+  const watchers = watchersOf.get(this);
+  if (watchers === undefined) return;
+  for (const watcher of [...watchers]) watcher['finish']('closed', flagsState(this));
+}
+
+function attach(target: Watched, watcher: ConnectionWatcher): void {
+  let watchers = watchersOf.get(target);
+  if (watchers === undefined) {
+    watchers = new Set();
+    watchersOf.set(target, watchers);
+    target.on('close', onTargetClose);
+  }
+  watchers.add(watcher);
+}
+
+function detach(target: Watched, watcher: ConnectionWatcher): void {
+  const watchers = watchersOf.get(target);
+  if (watchers === undefined || !watchers.delete(watcher) || watchers.size > 0) return;
+  watchersOf.delete(target);
+  target.removeListener('close', onTargetClose);
+}
+
+// Gone for good: a destroyed socket without a handle, or a server without
+// one (closed, or never listening). A closed server emits 'close' only
+// once its last connection ends, so its missing handle is what says it.
+function isGone(target: Target, fd: number): boolean {
+  if (fd !== NO_HANDLE) return false;
+  if (target instanceof net.Server) return true;
+  return target instanceof net.Socket && target.destroyed;
+}
+
 /**
  * Samples one connection at an interval; created by {@link watch}. Its
  * timer is unref'd, so it never keeps the process alive, and it ends by
  * itself when the socket closes.
  */
 export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
-  readonly #target: Target;
-  readonly #timer: NodeJS.Timeout;
-  readonly #onClose: (() => void) | null;
-  #state: ConnectionState;
-  #ended = false;
+  private readonly target: Target;
+  private readonly timer: NodeJS.Timeout;
+  private current: ConnectionState;
+  private ended = false;
 
   /** @internal Use {@link watch}. */
-  constructor(target: Target, intervalMs: number, initial: ConnectionState) {
+  constructor(target: Target, intervalMs: number, initial: ConnectionState, fd: number) {
     super();
-    this.#target = target;
-    this.#state = initial;
-    this.#timer = setInterval(() => this.#tick(), intervalMs);
-    this.#timer.unref();
-    if (typeof target === 'number') {
-      this.#onClose = null;
-    } else {
-      this.#onClose = () => this.#finish('closed', flagsState(target));
-      target.on('close', this.#onClose);
+    this.target = target;
+    this.current = initial;
+    this.timer = setInterval(() => this.tick(), intervalMs);
+    this.timer.unref();
+    if (typeof target !== 'number') {
+      attach(target, this);
       // Already gone: end once the caller has had a chance to listen.
-      if (target instanceof net.Socket && target.destroyed && targetFd(target, 'target') === NO_HANDLE) {
-        process.nextTick(() => this.#finish('closed', flagsState(target)));
-      }
+      if (isGone(target, fd)) process.nextTick(() => this.finish('closed', flagsState(target)));
     }
   }
 
   /** The most recent state observed. */
   get state(): ConnectionState {
-    return this.#state;
+    return this.current;
   }
 
   /** False once `'end'` has been emitted. */
   get active(): boolean {
-    return !this.#ended;
+    return !this.ended;
   }
 
   /** Stops sampling and emits `'end'` with reason `stopped` (no-op once ended). */
   stop(): void {
-    this.#finish('stopped', this.#state);
+    this.finish('stopped', this.current);
   }
 
-  #tick(): void {
-    if (this.#ended) return;
-    const target = this.#target;
+  private tick(): void {
+    if (this.ended) return;
+    const target = this.target;
     let fd: number;
     let state: ConnectionState;
     try {
       ({ state, fd } = probe(target));
     } catch (err) {
-      this.#fail(err as Error);
+      this.fail(err as Error);
       return;
     }
-    const previous = this.#state;
-    this.#state = state;
+    const previous = this.current;
+    this.current = state;
     if (!sameVerdict(previous, state)) this.emit('change', previous, state);
-    if (this.#ended) return;
-    if (target instanceof net.Socket && target.destroyed && fd === NO_HANDLE) {
-      // Destroyed without 'close' yet (it follows on a later tick).
-      this.#finish('closed', state);
+    if (this.ended) return;
+    if (isGone(target, fd)) {
+      // Destroyed or closed without 'close' yet (it follows later, for a
+      // server only once its connections have ended).
+      this.finish('closed', state);
       return;
     }
     if (fd >= 0 && kernel !== null && state.tcpState !== null && this.listenerCount('sample') > 0) {
@@ -155,29 +193,27 @@ export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
       try {
         info = kernel.tcpInfo(fd);
       } catch (err) {
-        this.#fail(err as Error);
+        this.fail(err as Error);
         return;
       }
       this.emit('sample', info, state);
-      if (this.#ended) return;
+      if (this.ended) return;
     }
-    if (typeof target === 'number' && isFinished(state)) this.#finish('closed', state);
+    if (typeof target === 'number' && isFinished(state)) this.finish('closed', state);
   }
 
-  #fail(error: Error): void {
+  private fail(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
-    this.#finish('error', this.#state, error);
+    this.finish('error', this.current, error);
   }
 
-  #finish(reason: WatchEndReason, state: ConnectionState, error?: Error): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    clearInterval(this.#timer);
-    if (this.#onClose !== null && typeof this.#target !== 'number') {
-      this.#target.removeListener('close', this.#onClose);
-    }
-    const previous = this.#state;
-    this.#state = state;
+  private finish(reason: WatchEndReason, state: ConnectionState, error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.timer);
+    if (typeof this.target !== 'number') detach(this.target, this);
+    const previous = this.current;
+    this.current = state;
     if (!sameVerdict(previous, state)) this.emit('change', previous, state);
     this.emit('end', error === undefined ? { reason, state } : { reason, state, error });
   }
@@ -189,7 +225,11 @@ export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
  * when the verdict changed and `'sample'` with the kernel's tcp_info, until
  * the socket closes, {@link ConnectionWatcher.stop} is called, or a probe
  * fails; then `'end'` says why. The first snapshot is taken now
- * (`watcher.state`); the first event comes after one interval.
+ * (`watcher.state`); the first event comes after one interval. A socket
+ * already destroyed, or a server that is not listening (closed, or not
+ * yet bound: watch it from its `'listening'` event), ends at once with
+ * `closed`. However many watchers a socket has, it carries one `'close'`
+ * listener for all of them.
  *
  * The timer is unref'd. Probe errors never throw from the timer: they end
  * the watcher (`'end'` with reason `error`), and are emitted as `'error'`
@@ -210,10 +250,14 @@ export class ConnectionWatcher extends EventEmitter<ConnectionWatcherEvents> {
 export function watch(target: Target, options: WatchOptions = {}): ConnectionWatcher {
   targetFd(target, 'target');
   if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
-  const { intervalMs = DEFAULT_INTERVAL_MS } = options;
+  // Only what the caller set on the object itself: never a value inherited
+  // from Object.prototype.
+  const own = Object.hasOwn(options, 'intervalMs') ? options.intervalMs : undefined;
+  const intervalMs = own === undefined ? DEFAULT_INTERVAL_MS : own;
   if (typeof intervalMs !== 'number') throw invalidArgType('options.intervalMs', 'of type number', intervalMs);
   if (!Number.isInteger(intervalMs) || intervalMs < 1 || intervalMs > MAX_INTERVAL_MS) {
     throw outOfRange('options.intervalMs', `an integer >= 1 and <= ${MAX_INTERVAL_MS}`, intervalMs);
   }
-  return new ConnectionWatcher(target, intervalMs, probe(target).state);
+  const { state, fd } = probe(target);
+  return new ConnectionWatcher(target, intervalMs, state, fd);
 }
