@@ -7,11 +7,15 @@
  */
 import { EXIT_USAGE, UsageError } from './cli/args';
 import { runDemo } from './cli/demo';
-import { colorWanted, createPaint } from './cli/format';
+import { colorWanted, createPaint, printable } from './cli/format';
 import { DEMO_HELP, HELP, packageVersion, WATCH_HELP } from './cli/usage';
 import { parseWatchArgs, runWatch } from './cli/watch';
 
-const COMMAND_HELP: Readonly<Record<string, string>> = { demo: DEMO_HELP, watch: WATCH_HELP };
+// A Map, not an object: `help __proto__` or `help toString` must find nothing.
+const COMMAND_HELP: ReadonlyMap<string, string> = new Map([
+  ['demo', DEMO_HELP],
+  ['watch', WATCH_HELP],
+]);
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -30,7 +34,7 @@ async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(HELP);
         return 0;
       }
-      const text = COMMAND_HELP[topic];
+      const text = COMMAND_HELP.get(topic);
       if (text === undefined) throw new UsageError(`no help for '${topic}': commands are demo, watch`);
       process.stdout.write(text);
       return 0;
@@ -55,7 +59,7 @@ async function main(argv: readonly string[]): Promise<number> {
       return runWatch(options, { stream: process.stdout, live: process.stdout.isTTY === true && !options.json, paint });
     }
     default:
-      process.stderr.write(`sockstate: unknown command '${command}'\n\n${HELP}`);
+      process.stderr.write(`sockstate: unknown command '${printable(command)}'\n\n${HELP}`);
       return EXIT_USAGE;
   }
 }
@@ -72,11 +76,13 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError) {
-      process.stderr.write(`sockstate: ${err.message}\n`);
+      // Messages quote the user's arguments: never echo their control characters.
+      process.stderr.write(`sockstate: ${printable(err.message)}\n`);
       process.exitCode = EXIT_USAGE;
       return;
     }
-    process.stderr.write(`sockstate: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`sockstate: ${text.split('\n').map(printable).join('\n')}\n`);
     process.exitCode = 1;
   },
 );

@@ -158,3 +158,21 @@ export function jsonLine(record: Readonly<Record<string, string | number | boole
   }
   return `{${parts.join(',')}}`;
 }
+
+// C0 and C1 controls, DEL, and the Unicode line, paragraph and bidi
+// controls: anything a terminal could act on or that could disguise text.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from the command line or the network made safe to print on a
+ * terminal: every control character (ESC, CSI, BEL, CR, newline, bidi
+ * overrides, …) is shown as a `\xHH` / `\uHHHH` escape instead of being
+ * sent, so an argument cannot move the cursor, recolour or retitle the
+ * terminal, or hide part of the message.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
