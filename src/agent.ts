@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck, reuseCheckChannel } from './channel';
 import { native, unsupported } from './native';
-import { checkReusable, isReusable } from './reuse';
+import { checkReusableWith, isReusable, type ReuseOptions, type ReusePolicy, reusePolicy } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
@@ -29,6 +29,7 @@ interface AgentInternals {
 interface Guard {
   staleSocketsDestroyed: number;
   readonly tuning: Tuning | null;
+  readonly policy: ReusePolicy | null;
 }
 const guards = new WeakMap<http.Agent, Guard>();
 
@@ -44,11 +45,12 @@ function guardOf(agent: http.Agent): Guard {
  * the free pool, a socket handed to a queued request): reported on the
  * reuse-check channel. Throws when the check itself fails (the fd is gone).
  */
-function reusable(agent: object, socket: net.Socket): boolean {
-  if (!reuseCheckChannel.hasSubscribers) return isReusable(socket);
+function reusable(agent: object, socket: net.Socket, policy: ReusePolicy | null): boolean {
+  // Without options and without subscribers, one poll(2) answers.
+  if (policy === null && !reuseCheckChannel.hasSubscribers) return isReusable(socket);
   let verdict;
   try {
-    verdict = checkReusable(socket);
+    verdict = checkReusableWith(socket, policy);
   } catch (err) {
     publishReuseCheck(agent, false, 'error');
     throw err;
@@ -114,6 +116,7 @@ function poolName(
  */
 function evictStale(
   agent: AgentInternals,
+  policy: ReusePolicy | null,
   req: http.ClientRequest,
   options: unknown,
   port: unknown,
@@ -133,7 +136,7 @@ function evictStale(
     let failure: Error | undefined;
     let ok: boolean;
     try {
-      ok = reusable(agent, socket);
+      ok = reusable(agent, socket, policy);
     } catch (err) {
       // The check itself failed (the fd is gone): the socket is unusable,
       // and the error goes to it, where Node's free-socket error listener
@@ -177,7 +180,7 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
   if (queued === undefined || queued.length === 0) return;
   let failure: Error | undefined;
   try {
-    if (reusable(agent, socket)) return;
+    if (reusable(agent, socket, guard.policy)) return;
   } catch (err) {
     failure = err as Error;
   }
@@ -209,10 +212,28 @@ export interface AgentTcpOptions {
   readonly userTimeoutMs?: number;
 }
 
-/** {@link Agent} options: `http.AgentOptions` plus {@link AgentTcpOptions}. */
-export type AgentOptions = http.AgentOptions & AgentTcpOptions;
-/** {@link HttpsAgent} options: `https.AgentOptions` plus {@link AgentTcpOptions}. */
-export type HttpsAgentOptions = https.AgentOptions & AgentTcpOptions;
+/** What counts as reusable for an {@link Agent} or {@link HttpsAgent}. */
+export interface AgentReuseOptions {
+  /**
+   * Stricter reuse rules, passed to `checkReusable()` for every socket the
+   * agent is about to hand out: `maxSilentMs` evicts a connection whose
+   * peer has sent nothing (keepalive ACKs included) for longer, which
+   * catches one a NAT or firewall dropped silently; any options object
+   * also rules out `stalled` connections unless `allowStalled`. Each check
+   * then reads `TCP_INFO`; without `reuse` it is one `poll(2)`.
+   */
+  readonly reuse?: ReuseOptions;
+}
+
+/** {@link Agent} options: `http.AgentOptions` plus {@link AgentTcpOptions} and {@link AgentReuseOptions}. */
+export type AgentOptions = http.AgentOptions & AgentTcpOptions & AgentReuseOptions;
+/** {@link HttpsAgent} options: `https.AgentOptions` plus {@link AgentTcpOptions} and {@link AgentReuseOptions}. */
+export type HttpsAgentOptions = https.AgentOptions & AgentTcpOptions & AgentReuseOptions;
+
+function parseReuse(options: AgentReuseOptions | undefined): ReusePolicy | null {
+  if (options === undefined || options === null) return null;
+  return reusePolicy(ownOption(options, 'reuse'), 'options.reuse');
+}
 
 // Validated TCP tuning, or null when the options ask for none.
 interface Tuning {
@@ -288,8 +309,8 @@ function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): bo
 
 // What both agents' constructors do after Node's: keep the guard's state
 // and put the hand-off check in front of Node's 'free' handler.
-function install(agent: http.Agent, tuning: Tuning | null): void {
-  const guard: Guard = { staleSocketsDestroyed: 0, tuning };
+function install(agent: http.Agent, tuning: Tuning | null, policy: ReusePolicy | null): void {
+  const guard: Guard = { staleSocketsDestroyed: 0, tuning, policy };
   guards.set(agent, guard);
   agent.prependListener('free', (socket: unknown, options: unknown) => {
     guardHandOff(agent as unknown as AgentInternals, guard, socket, options);
@@ -351,13 +372,15 @@ export class Agent extends http.Agent {
    * @param options - `http.Agent` options (`keepAlive` defaults to true),
    *   plus {@link AgentTcpOptions}.
    * @throws TypeError / RangeError for bad `tcpKeepAlive` or
-   *   `userTimeoutMs` (as `setKeepAlive` / `setUserTimeout`);
-   *   `ERR_SOCKSTATE_UNSUPPORTED` for either without the addon.
+   *   `userTimeoutMs` (as `setKeepAlive` / `setUserTimeout`) or bad
+   *   `reuse` (as `checkReusable`); `ERR_SOCKSTATE_UNSUPPORTED` for
+   *   tuning without the addon.
    */
   constructor(options?: AgentOptions) {
     const tuning = parseTuning(options);
+    const policy = parseReuse(options);
     super(withKeepAlive(options));
-    install(this, tuning);
+    install(this, tuning, policy);
   }
 
   /** Node's hook, plus the TCP tuning as the socket connects. @internal */
@@ -386,7 +409,8 @@ export class Agent extends http.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    guardOf(this).staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
+    const guard = guardOf(this);
+    guard.staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, guard.policy, req, options, port, localAddress);
     httpAddRequest.call(this, req, options, port, localAddress);
   }
 }
@@ -406,14 +430,15 @@ export class HttpsAgent extends https.Agent {
   /**
    * @param options - `https.Agent` options (`keepAlive` defaults to true),
    *   plus {@link AgentTcpOptions}.
-   * @throws TypeError / RangeError for bad `tcpKeepAlive` or
-   *   `userTimeoutMs`; `ERR_SOCKSTATE_UNSUPPORTED` for either without the
-   *   addon.
+   * @throws TypeError / RangeError for bad `tcpKeepAlive`,
+   *   `userTimeoutMs` or `reuse`; `ERR_SOCKSTATE_UNSUPPORTED` for tuning
+   *   without the addon.
    */
   constructor(options?: HttpsAgentOptions) {
     const tuning = parseTuning(options);
+    const policy = parseReuse(options);
     super(withKeepAlive(options));
-    install(this, tuning);
+    install(this, tuning, policy);
   }
 
   /** Node's hook, plus the TCP tuning as the socket connects. @internal */
@@ -442,7 +467,8 @@ export class HttpsAgent extends https.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    guardOf(this).staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, req, options, port, localAddress);
+    const guard = guardOf(this);
+    guard.staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, guard.policy, req, options, port, localAddress);
     httpsAddRequest.call(this, req, options, port, localAddress);
   }
 }

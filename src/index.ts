@@ -14,7 +14,7 @@ import { type Target, targetFd } from './target';
 import type { TcpInfo } from './tcp-info';
 
 export { Agent, HttpsAgent } from './agent';
-export type { AgentOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
+export type { AgentOptions, AgentReuseOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
 export { SockstateError } from './errors';
 export { probeMany } from './probe-many';
 export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';

@@ -166,6 +166,12 @@ describe('Agent TCP tuning options are validated when the agent is made', () => 
     [{ tcpKeepAlive: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.tcpKeepAlive"/],
     [{ userTimeoutMs: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /"options\.userTimeoutMs"/],
     [{ userTimeoutMs: '5' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.userTimeoutMs"/],
+    [{ reuse: 'strict' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.reuse"/],
+    [{ reuse: null }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.reuse"/],
+    [{ reuse: { maxSilentMs: -1 } }, RangeError, 'ERR_OUT_OF_RANGE', /"options\.reuse\.maxSilentMs"/],
+    [{ reuse: { maxSilentMs: 1.5 } }, RangeError, 'ERR_OUT_OF_RANGE', /"options\.reuse\.maxSilentMs"/],
+    [{ reuse: { maxSilentMs: '100' } }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.reuse\.maxSilentMs"/],
+    [{ reuse: { allowStalled: 1 } }, TypeError, 'ERR_INVALID_ARG_TYPE', /"options\.reuse\.allowStalled"/],
   ])('%o: %s %s', (options, kind, code, message) => {
     for (const Ctor of [Agent, HttpsAgent]) {
       let caught: unknown;
@@ -185,6 +191,7 @@ describe('Agent TCP tuning options are validated when the agent is made', () => 
     proto.tcpKeepAlive = 'yes';
     proto.userTimeoutMs = -1;
     proto.keepAlive = false;
+    proto.reuse = 'strict';
     try {
       for (const Ctor of [Agent, HttpsAgent]) {
         const agent = new Ctor({});
@@ -196,6 +203,7 @@ describe('Agent TCP tuning options are validated when the agent is made', () => 
       delete proto.tcpKeepAlive;
       delete proto.userTimeoutMs;
       delete proto.keepAlive;
+      delete proto.reuse;
     }
   });
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync } from 'node:child_process';
+import * as diagnostics from 'node:diagnostics_channel';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -7,8 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
+import { REUSE_CHECK_CHANNEL } from '../src/channel';
 import { connectionState } from '../src/index';
-import { busyWait, listen, spawnFixture, waitFor } from './helpers/sockets';
+import { busyWait, listen, sleep, spawnFixture, waitFor } from './helpers/sockets';
 
 // The keep-alive race on real loopback sockets: Node's stock agent next to
 // sockstate's, against Node's own servers and against a raw server in a
@@ -402,4 +404,62 @@ describe('the keep-alive race against a server that closes idle connections afte
     for (const failure of [...stock, ...ours]) expect(failure).toMatchObject({ code: 'ECONNRESET', reused: true });
     expect(stale).toBeGreaterThan(0);
   }, 40_000);
+});
+
+describe('reuse options', () => {
+  function subscribeChecks(): { owner: object; reusable: boolean; reason: string }[] {
+    const seen: { owner: object; reusable: boolean; reason: string }[] = [];
+    const listener = (m: unknown): void => {
+      seen.push(m as { owner: object; reusable: boolean; reason: string });
+    };
+    diagnostics.subscribe(REUSE_CHECK_CHANNEL, listener);
+    cleanups.push(() => diagnostics.unsubscribe(REUSE_CHECK_CHANNEL, listener));
+    return seen;
+  }
+
+  it.each([
+    ['Agent', () => new Agent({ reuse: { maxSilentMs: 150 } }), http],
+    ['HttpsAgent', () => new HttpsAgent({ reuse: { maxSilentMs: 150 } }), https],
+  ] as const)('%s: maxSilentMs evicts a free socket whose peer has been silent longer, and keeps a fresh one', async (_name, make, client) => {
+    const server =
+      client === https
+        ? await nodeServer(https.createServer({ key: tlsKey, cert: tlsCert }, (_req, res) => res.end('x')), 'secureConnection')
+        : await nodeServer(http.createServer((_req, res) => res.end('x')));
+    const extra = client === https ? { ca: tlsCert, servername: 'localhost' } : {};
+    const agent = track(make());
+    const checks = subscribeChecks();
+    const first = await get(agent, server.port, client, extra);
+    await settle();
+    // At once: the peer spoke a moment ago, the socket is reused.
+    const second = await get(agent, server.port, client, extra);
+    expect(second).toMatchObject({ ok: true, reused: true, localPort: first.localPort });
+    await settle();
+    // The server stays connected but sends nothing, not even a keepalive
+    // ACK (Node's agent probes after 1 s idle): by the kernel's clocks the
+    // peer is silent for longer than 150 ms.
+    await sleep(400);
+    const third = await get(agent, server.port, client, extra);
+    expect(third).toMatchObject({ ok: true, reused: false });
+    expect(third.localPort).not.toBe(first.localPort);
+    expect(agent.staleSocketsDestroyed).toBe(1);
+    expect(checks).toEqual([
+      { owner: agent, reusable: true, reason: 'idle' },
+      { owner: agent, reusable: false, reason: 'silent' },
+    ]);
+  });
+
+  it('a socket handed to a queued request is judged by the same options', async () => {
+    const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
+    const agent = track(new Agent({ maxSockets: 1, reuse: { maxSilentMs: 150 } }));
+    const checks = subscribeChecks();
+    // Healthy: the peer has just answered, each hand-off is reusable.
+    const runs = await Promise.all([get(agent, server.port), get(agent, server.port), get(agent, server.port)]);
+    expect(runs.every((r) => r.ok)).toBe(true);
+    expect(new Set(runs.map((r) => r.localPort)).size).toBe(1);
+    expect(checks).toEqual([
+      { owner: agent, reusable: true, reason: 'idle' },
+      { owner: agent, reusable: true, reason: 'idle' },
+    ]);
+    expect(agent.staleSocketsDestroyed).toBe(0);
+  });
 });
