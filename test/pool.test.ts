@@ -1,0 +1,169 @@
+import * as diagnostics from 'node:diagnostics_channel';
+import * as net from 'node:net';
+import { createPool } from 'generic-pool';
+import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
+import { native } from '../src/native';
+import { createValidator, isConnectionReusable, socketOf } from '../src/pool';
+import { caught } from './helpers/errors';
+import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
+import { busyWait, perTestCleanup } from './helpers/sockets';
+
+// sockstate/pool's validator in knex (tarn) and generic-pool, with pg
+// against a real PostgreSQL started here, stock and validated side by side.
+
+const { cleanups, pair } = perTestCleanup();
+const run = native !== null && postgresAvailable();
+
+describe('sockstate/pool: finding the socket', () => {
+  it('finds a pg Client\'s, a mysql2-shaped connection\'s and a net.Socket\'s socket, or says it cannot', async () => {
+    const { client } = await pair();
+    expect(socketOf(client)).toBe(client);
+    // pg's Client keeps it at connection.stream, mysql2's Connection at stream,
+    // mysql2's promise wrapper at connection.stream.
+    expect(socketOf({ connection: { stream: client } })).toBe(client);
+    expect(socketOf({ stream: client })).toBe(client);
+    const pgClient = new pg.Client({ host: '127.0.0.1', port: 1 });
+    expect(socketOf(pgClient)).toBe(pgClient.connection.stream);
+    for (const unknown of [{}, { connection: null }, { stream: {} }, { connection: { stream: 'x' } }, new (class NativeClient {})()]) {
+      const err = caught(() => socketOf(unknown));
+      expect({ name: err.name, code: err.code }).toEqual({ name: 'SockstateError', code: 'ERR_SOCKSTATE_NO_SOCKET' });
+    }
+    expect(caught(() => socketOf(new (class NativeClient {})())).message).toContain('a NativeClient');
+    expect(caught(() => socketOf(5 as unknown as object)).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(caught(() => createValidator(null as never)).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(caught(() => createValidator({ reuse: { maxSilentMs: 1.5 } })).code).toBe('ERR_OUT_OF_RANGE');
+    expect(caught(() => createValidator({ owner: 5 as never })).code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(caught(() => isConnectionReusable(client, { allowStalled: 'no' as never })).code).toBe('ERR_INVALID_ARG_TYPE');
+  });
+
+  it('validates a socket by the one reuse rule, and counts what it rejected', async () => {
+    const healthy = await pair();
+    const closed = await pair();
+    closed.peer.destroy();
+    const deadline = Date.now() + 5000;
+    while (isConnectionReusable(closed.client) && Date.now() < deadline) {
+      // spin until the kernel has the FIN
+    }
+    const validate = createValidator();
+    expect(validate(healthy.client)).toBe(true);
+    expect(validate({ stream: closed.client })).toBe(false);
+    expect(validate.stats).toEqual({ checked: 2, rejected: 1, rejectedBy: { closed: 1, dataPending: 0, stalled: 0, silent: 0 } });
+    busyWait(120);
+    const strict = createValidator({ reuse: { maxSilentMs: 100 } });
+    expect(strict(healthy.client)).toBe(false);
+    expect(strict.stats.rejectedBy.silent).toBe(1);
+    expect(isConnectionReusable(healthy.client)).toBe(true);
+    expect(isConnectionReusable(healthy.client, { maxSilentMs: 100 })).toBe(false);
+    cleanups.push(() => net.Socket.prototype.destroy.call(healthy.client));
+  });
+});
+
+describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQL', () => {
+  let server: Postgres;
+  beforeAll(async () => {
+    server = await startPostgres();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  // idle_session_timeout 1 s for these sessions; the loop then stays busy 1.8 s.
+  const options = '-c idle_session_timeout=1000';
+
+  async function rounds(query: () => Promise<unknown>, n: number): Promise<{ ok: number; failed: string[] }> {
+    const result = { ok: 0, failed: [] as string[] };
+    for (let i = 0; i < n; i++) {
+      // Warm: one idle connection. A stock pool may first hand back the
+      // connection the last round's failure left behind; the retry gets a new one.
+      await query().catch(() => query());
+      busyWait(1800);
+      try {
+        await query();
+        result.ok += 1;
+      } catch (err) {
+        result.failed.push((err as Error).message);
+      }
+    }
+    return result;
+  }
+
+  it('knex (client pg, tarn pool): 4 of 4 stock queries fail after the server\'s idle timeout, 0 of 4 validated', async () => {
+    const connection = { ...server.config, options };
+    const stock: Knex = knexFactory({ client: 'pg', connection, pool: { min: 0, max: 1 } });
+    const validate = createValidator();
+    const validated: Knex = knexFactory({ client: 'pg', connection, pool: { min: 0, max: 1, validate } });
+    try {
+      const checks: ReuseCheckMessage[] = [];
+      const onCheck = (m: unknown) => {
+        if ((m as ReuseCheckMessage).owner === validate) checks.push(m as ReuseCheckMessage);
+      };
+      diagnostics.subscribe(REUSE_CHECK_CHANNEL, onCheck);
+      const s = await rounds(() => stock.raw('SELECT 1'), 4);
+      const v = await rounds(() => validated.raw('SELECT 1'), 4);
+      diagnostics.unsubscribe(REUSE_CHECK_CHANNEL, onCheck);
+      expect(s.ok).toBe(0);
+      expect(s.failed).toHaveLength(4);
+      for (const message of s.failed) expect(message).toContain('terminating connection due to idle-session timeout');
+      expect(v).toEqual({ ok: 4, failed: [] });
+      // tarn validates every acquire, new connections included: per round
+      // the warm-up's, the dead one's (the server's FATAL unread) and its replacement's.
+      expect(validate.stats).toEqual({ checked: 12, rejected: 4, rejectedBy: { closed: 0, dataPending: 4, stalled: 0, silent: 0 } });
+      expect(checks.map((c) => c.reason)).toEqual(Array(4).fill(['idle', 'dataPending', 'idle']).flat());
+    } finally {
+      await stock.destroy();
+      await validated.destroy();
+    }
+  }, 60_000);
+
+  it('knex: healthy connections pass, 200 queries on a pool of 5 with nothing rejected', async () => {
+    const validate = createValidator();
+    const db: Knex = knexFactory({ client: 'pg', connection: server.config, pool: { min: 0, max: 5, validate } });
+    try {
+      for (let i = 0; i < 40; i++) {
+        const rows = await Promise.all(Array.from({ length: 5 }, (_, j) => db.raw('SELECT ?::int AS n', [j])));
+        expect(rows.map((r) => r.rows[0].n)).toEqual([0, 1, 2, 3, 4]);
+      }
+      expect(validate.stats.rejected).toBe(0);
+      expect(validate.stats.checked).toBeGreaterThanOrEqual(195);
+    } finally {
+      await db.destroy();
+    }
+  }, 60_000);
+
+  it('generic-pool with testOnBorrow: the stock pool hands out the dead client, the validated one replaces it', async () => {
+    const factory = {
+      async create() {
+        const client = new pg.Client({ ...server.config, options });
+        client.on('error', () => {});
+        await client.connect();
+        return client;
+      },
+      async destroy(client: pg.Client) {
+        await client.end().catch(() => {});
+      },
+    };
+    const stock = createPool(factory, { max: 1 });
+    const validate = createValidator({ owner: {} });
+    const validated = createPool({ ...factory, validate: validate as (c: pg.Client) => Promise<boolean> }, { max: 1, testOnBorrow: true });
+    const use = (pool: typeof stock) => pool.use((client) => client.query('SELECT 1'));
+    try {
+      const s = await rounds(() => use(stock), 3);
+      const v = await rounds(() => use(validated), 3);
+      expect(s.ok).toBe(0);
+      expect(s.failed).toHaveLength(3);
+      expect(v).toEqual({ ok: 3, failed: [] });
+      // generic-pool validates every borrow, new connections included: per
+      // round the warm-up's, the dead one's and its replacement's.
+      expect(validate.stats).toEqual({ checked: 9, rejected: 3, rejectedBy: { closed: 0, dataPending: 3, stalled: 0, silent: 0 } });
+      expect({ size: validated.size, available: validated.available, borrowed: validated.borrowed }).toEqual({ size: 1, available: 1, borrowed: 0 });
+    } finally {
+      await stock.drain();
+      await stock.clear();
+      await validated.drain();
+      await validated.clear();
+    }
+  }, 60_000);
+});
