@@ -1,10 +1,34 @@
 import { getSystemErrorName, inspect } from 'node:util';
 
+// Every name Node 20-26 (libuv) gives a Linux errno, ENOTSUP excepted: on
+// sockets the kernel means EOPNOTSUPP by that number (see systemError).
+const SYSTEM_ERROR_CODES = [
+  'E2BIG', 'EACCES', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EAGAIN', 'EALREADY', 'EBADF', 'EBUSY',
+  'ECANCELED', 'ECONNABORTED', 'ECONNREFUSED', 'ECONNRESET', 'EDESTADDRREQ', 'EEXIST', 'EFAULT', 'EFBIG',
+  'EHOSTDOWN', 'EHOSTUNREACH', 'EILSEQ', 'EINTR', 'EINVAL', 'EIO', 'EISCONN', 'EISDIR', 'ELOOP', 'EMFILE',
+  'EMLINK', 'EMSGSIZE', 'ENAMETOOLONG', 'ENETDOWN', 'ENETUNREACH', 'ENFILE', 'ENOBUFS', 'ENODATA', 'ENODEV',
+  'ENOENT', 'ENOEXEC', 'ENOMEM', 'ENONET', 'ENOPROTOOPT', 'ENOSPC', 'ENOSYS', 'ENOTCONN', 'ENOTDIR',
+  'ENOTEMPTY', 'ENOTSOCK', 'ENOTTY', 'ENXIO', 'EOPNOTSUPP', 'EOVERFLOW', 'EPERM', 'EPIPE', 'EPROTO',
+  'EPROTONOSUPPORT', 'EPROTOTYPE', 'ERANGE', 'EREMOTEIO', 'EROFS', 'ESHUTDOWN', 'ESOCKTNOSUPPORT', 'ESPIPE',
+  'ESRCH', 'ETIMEDOUT', 'ETXTBSY', 'EUNATCH', 'EXDEV', 'UNKNOWN',
+] as const;
+const systemErrorCodes: ReadonlySet<string> = new Set(SYSTEM_ERROR_CODES);
+
 /**
- * Error codes sockstate defines itself (system errors use the errno name,
- * such as `EBADF`).
+ * The `code` of a system error: the errno name Node gives it
+ * (`util.getSystemErrorName`), with ENOTSUP reported as `EOPNOTSUPP`, and
+ * `'UNKNOWN'` for an errno Node has no name for (its number is on `errno`).
+ */
+export type SystemErrorCode = (typeof SYSTEM_ERROR_CODES)[number];
+
+/**
+ * Every `code` a {@link SockstateError} carries: the errno name of a failed
+ * system call or a pending socket error ({@link SystemErrorCode}), or one of
+ * the `ERR_SOCKSTATE_*` codes sockstate defines itself.
  */
 export type SockstateErrorCode =
+  /** A failed system call or a pending socket error: the errno name, such as `'ECONNRESET'`; `errno` and `syscall` are set. */
+  | SystemErrorCode
   /** The call needs the native addon, which is not available here. */
   | 'ERR_SOCKSTATE_UNSUPPORTED'
   /** The target has no file descriptor (destroyed, not yet connected, or TLS over a JS stream). */
@@ -37,8 +61,8 @@ export type SockstateErrorCode =
  * `` `${syscall} ${code}` ``.
  */
 export class SockstateError extends Error {
-  /** `'ECONNRESET'`, `'EBADF'`, … or one of {@link SockstateErrorCode}. */
-  readonly code: string;
+  /** An errno name (`'ECONNRESET'`, `'EBADF'`, …) or an `ERR_SOCKSTATE_*` code: see {@link SockstateErrorCode}. */
+  readonly code: SockstateErrorCode;
   /** Negative errno for system errors, as Node reports it; else undefined. */
   readonly errno: number | undefined;
   /** The failed system call (`'getsockopt'`, `'poll'`, …); else undefined. */
@@ -50,7 +74,7 @@ export class SockstateError extends Error {
    * @param errno - Negative errno, for system errors.
    * @param syscall - The system call that failed, for system errors.
    */
-  constructor(message: string, code: string, errno?: number, syscall?: string) {
+  constructor(message: string, code: SockstateErrorCode, errno?: number, syscall?: string) {
     super(message);
     this.name = 'SockstateError';
     this.code = code;
@@ -66,13 +90,14 @@ export class SockstateError extends Error {
  */
 export function systemError(negErrno: number, syscall: string, detail?: string): SockstateError {
   const name = getSystemErrorName(negErrno);
-  const code = name === 'ENOTSUP' ? 'EOPNOTSUPP' : name;
+  const mapped = name === 'ENOTSUP' ? 'EOPNOTSUPP' : name;
+  const code = systemErrorCodes.has(mapped) ? (mapped as SystemErrorCode) : 'UNKNOWN';
   const message = detail === undefined ? `${syscall} ${code}` : `${syscall} ${code} (${detail})`;
   return new SockstateError(message, code, negErrno, syscall);
 }
 
 /** A sockstate-specific error without errno. */
-export function codedError(code: SockstateErrorCode, message: string): SockstateError {
+export function codedError(code: Exclude<SockstateErrorCode, SystemErrorCode>, message: string): SockstateError {
   return new SockstateError(message, code);
 }
 

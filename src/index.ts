@@ -33,7 +33,7 @@ export { checkReusable, isReusable } from './reuse';
 export type { ReuseOptions, ReuseReason, ReuseVerdict } from './reuse';
 export { ConnectionWatcher, watch } from './watch';
 export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './watch';
-export type { SockstateErrorCode } from './errors';
+export type { SockstateErrorCode, SystemErrorCode } from './errors';
 export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } from './state';
 export type { Target } from './target';
 export type { TcpInfo } from './tcp-info';
@@ -216,3 +216,11 @@ export function takeSocketError(target: Target): SocketError | null {
   }
   return err;
 }
+
+// The module itself, so that `import sockstate from 'sockstate'` works from
+// TypeScript or Babel compiled to CommonJS as it does from native ESM.
+import * as self from './index';
+
+/** The whole API as one object: `import sockstate from 'sockstate'`. */
+const sockstate: Omit<typeof self, 'default'> = self;
+export default sockstate;
