@@ -181,6 +181,25 @@ describe('stale free sockets against Node servers', () => {
     expect(results.sockstate).toMatchObject({ ok: true, reused: false });
   });
 
+  it(`http: a socket whose server reset it is destroyed and replaced; stock Node ${stockChecks ? 'does the same' : 'reuses it and fails'}`, async () => {
+    const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
+    const results: Record<string, Outcome> = {};
+    for (const [label, agent] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
+      expect((await get(agent, server.port)).ok).toBe(true);
+      await settle();
+      const [socket] = agent.freeSockets[`127.0.0.1:${server.port}:`]!;
+      server.peers.get(socket!.localPort!)!.resetAndDestroy();
+      const deadline = Date.now() + 5000;
+      while (connectionState(socket!).status !== 'reset') {
+        if (Date.now() > deadline) throw new Error("the client never saw the server's RST");
+      }
+      results[label] = await get(agent, server.port);
+      if (agent instanceof Agent) expect(agent.staleSocketsDestroyed).toBe(1);
+    }
+    expect(results.stock).toMatchObject(stockOnStale);
+    expect(results.sockstate).toMatchObject({ ok: true, reused: false });
+  });
+
   it('https: the same, with TLS session reuse intact', async () => {
     const server = await nodeServer(https.createServer({ key: tlsKey, cert: tlsCert }, (_req, res) => res.end('x')), 'secureConnection');
     const tlsOptions = { ca: tlsCert, servername: 'localhost' };
