@@ -99,7 +99,7 @@ interface HandleRecord {
 
 const U32 = 2 ** 32;
 const PREV = 4; // per slot: totalRetrans, segsOut, bytesAcked, bytesReceived
-const CHUNK = 4096;
+const CHUNK = 2048;
 const MAX_REASONS = 16;
 const UNKNOWN = TRACKED_STATUSES.indexOf('unknown');
 const destroyHook = Symbol('sockstate.metrics.destroy');
@@ -147,6 +147,12 @@ export class TcpTracker {
   private readonly free: number[] = [];
   private top = 0;
   private inflight: Promise<void> | null = null;
+  // Sweep buffers, reused: only one sweep runs at a time.
+  private sweepFds = new Int32Array(0);
+  private sweepCookies = new BigUint64Array(0);
+  private sweepCookie32 = new Uint32Array(0);
+  private sweepSlots = new Int32Array(0);
+  private sweepOut = new Float64Array(0);
   private stopped = false;
   private subscribed = false;
   private readonly one = new Int32Array(1);
@@ -540,10 +546,19 @@ export class TcpTracker {
     if (native === null) return;
     const SL = native.sampleSlots.COUNT;
     const n = this.top;
-    const fds = new Int32Array(n);
-    const cookies = new BigUint64Array(n);
-    const c32 = new Uint32Array(cookies.buffer);
-    const slots = new Int32Array(n);
+    if (this.sweepFds.length < n) {
+      const capacity = Math.max(n, this.sweepFds.length * 2);
+      this.sweepFds = new Int32Array(capacity);
+      this.sweepCookies = new BigUint64Array(capacity);
+      this.sweepCookie32 = new Uint32Array(this.sweepCookies.buffer);
+      this.sweepSlots = new Int32Array(capacity);
+      this.sweepOut = new Float64Array(capacity * SL);
+    }
+    const fds = this.sweepFds;
+    const cookies = this.sweepCookies;
+    const c32 = this.sweepCookie32;
+    const slots = this.sweepSlots;
+    const out = this.sweepOut;
     let rows = 0;
     // Gathering fds: the cookie of each slot was read when it was
     // registered; the worker checks it against the fd's current one.
@@ -559,8 +574,7 @@ export class TcpTracker {
       c32[2 * rows + 1] = this.cookie32[2 * s + 1]!;
       rows++;
     }
-    const out = new Float64Array(rows * SL);
-    if (rows > 0) await native.sweepSample(fds.subarray(0, rows), cookies.subarray(0, rows), out);
+    if (rows > 0) await native.sweepSample(fds.subarray(0, rows), cookies.subarray(0, rows), out.subarray(0, rows * SL));
     this.sweeps++;
     for (const group of this.groupList) {
       group.statusCounts.fill(0);
