@@ -1,0 +1,36 @@
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MariaDB, mariadbAvailable, startMariaDB } from './helpers/mariadb';
+
+// The README's mysql2 guide quotes this example's output: run it as a user
+// would, against a MariaDB started here, and hold it to that output.
+const root = path.join(__dirname, '..');
+
+describe.skipIf(!mariadbAvailable())('examples/mysql2.js', () => {
+  let db: MariaDB;
+  beforeAll(async () => {
+    db = await startMariaDB();
+  }, 60_000);
+  afterAll(async () => {
+    await db?.stop();
+  });
+
+  it('the stock pool meets the reset, the guarded pool replaces the connection', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join('examples', 'mysql2.js')], {
+      cwd: root,
+      timeout: 30_000,
+      env: { ...process.env, MYSQL_HOST: db.host, MYSQL_PORT: String(db.port), MYSQL_USER: db.user },
+    });
+    expect(stdout.trimEnd().split('\n')).toEqual([
+      'stock pool:   ECONNRESET (write ECONNRESET)',
+      'guarded pool: 4',
+      '{',
+      '  checked: 1,',
+      '  rejected: 1,',
+      '  rejectedByReason: { closed: 1, dataPending: 0, silent: 0, stalled: 0 }',
+      '}',
+    ]);
+  });
+});
