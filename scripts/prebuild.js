@@ -163,10 +163,10 @@ function main(argv) {
     if (!checkOnly && (force || !upToDate(arch))) {
       const started = Date.now();
       build(arch);
-      console.log(`prebuild: built ${path.relative(root, prebuildPath(arch))} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      console.error(`prebuild: built ${path.relative(root, prebuildPath(arch))} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
     const result = check(arch);
-    console.log(`prebuild: ${result.file}: ${result.machine}, highest GLIBC_${result.glibc}, GLIBCXX_${result.glibcxx}`);
+    console.error(`prebuild: ${result.file}: ${result.machine}, highest GLIBC_${result.glibc}, GLIBCXX_${result.glibcxx}`);
     for (const p of result.problems) {
       console.error(`prebuild: ${result.file}: ${p}`);
       failed = true;
