@@ -278,3 +278,62 @@ describe('healthy connections at the hand-off', () => {
     expect(new Set(announced.map((m) => m.socket)).size).toBe(2);
   });
 });
+
+describe('a check that itself fails (the fd is gone: EBADF)', () => {
+  // The socket's fd is swapped for a closed one as the check comes: Node's
+  // own use of the handle is unaffected, sockstate's poll gets EBADF.
+  function breakFd(socket: net.Socket): void {
+    const handle = (socket as unknown as { _handle: object })._handle;
+    Object.defineProperty(handle, 'fd', { value: 100_000, configurable: true });
+  }
+
+  async function setUp(maxSockets: number): Promise<{ agent: Agent; port: number; checks: ReuseCheckMessage[]; warnings: Error[] }> {
+    const server = http.createServer((_req, res) => res.end('x'));
+    server.keepAliveTimeout = 60_000;
+    const port = await listen(server);
+    cleanups.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    cleanups.push(() => process.off('warning', onWarning));
+    return { agent: track(new Agent({ maxSockets })), port, checks: subscribe<ReuseCheckMessage>(REUSE_CHECK_CHANNEL), warnings };
+  }
+
+  it('at the queued hand-off: the socket is destroyed and counted, the error goes out as a warning, the request gets a new connection', async () => {
+    const { agent, port, checks, warnings } = await setUp(1);
+    const first = start(agent, port, http);
+    const second = start(agent, port, http);
+    first.req.once('response', () => breakFd(first.req.socket!));
+    const [a, b] = await Promise.all([first.done, second.done]);
+    expect(a).toMatchObject({ ok: true });
+    expect(b).toMatchObject({ ok: true, reused: false });
+    expect(b.localPort).not.toBe(a.localPort);
+    expect(agent.staleSocketsDestroyed).toBe(1);
+    expect(checks).toEqual([{ owner: agent, reusable: false, reason: 'error' }]);
+    await waitFor(() => warnings.length > 0, 2000, 'the warning');
+    expect(warnings).toEqual([expect.objectContaining({ name: 'SockstateError', code: 'EBADF' })]);
+  });
+
+  it("in the free pool: the socket is destroyed with the error (Node's free-socket listener takes it) and counted", async () => {
+    const { agent, port, checks, warnings } = await setUp(Number.POSITIVE_INFINITY);
+    const first = await start(agent, port, http).done;
+    await new Promise((resolve) => setImmediate(resolve));
+    const [socket] = Object.values(agent.freeSockets)[0]!;
+    breakFd(socket!);
+    const errors: unknown[] = [];
+    socket!.on('error', (err) => errors.push(err));
+    const next = await start(agent, port, http).done;
+    expect(next).toMatchObject({ ok: true, reused: false });
+    expect(next.localPort).not.toBe(first.localPort);
+    expect(agent.staleSocketsDestroyed).toBe(1);
+    expect(checks).toEqual([{ owner: agent, reusable: false, reason: 'error' }]);
+    await waitFor(() => socket!.closed, 2000, 'the socket to close');
+    expect(errors).toEqual([expect.objectContaining({ name: 'SockstateError', code: 'EBADF' })]);
+    expect(warnings).toEqual([]);
+  });
+});
