@@ -50,8 +50,18 @@ function report(env: NodeJS.ProcessEnv = {}): { supported: boolean; reason: stri
 
 beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-consumer-'));
+  // Packed from a copy of the working tree, so that prepack's compile does
+  // not rewrite lib/ under the other test files' feet. Timestamps are kept:
+  // prepack rebuilds prebuilds only when a native source is newer.
+  const stage = path.join(work, 'sockstate');
+  const entries = ['package.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'binding.gyp', 'src', 'native', 'scripts', 'prebuilds'];
+  for (const entry of entries) {
+    const from = path.join(root, entry);
+    if (fs.existsSync(from)) fs.cpSync(from, path.join(stage, entry), { recursive: true, preserveTimestamps: true });
+  }
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(stage, 'node_modules'), 'dir');
   const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
-    cwd: root,
+    cwd: stage,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
