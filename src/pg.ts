@@ -16,7 +16,7 @@
 import * as net from 'node:net';
 import { publishConnection, publishReuseCheck } from './channel';
 import { codedError, invalidArgType, invalidArgValue, type SockstateError } from './errors';
-import { checkReusableWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
+import { reuseReasonWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
 
 /** Options for {@link guardPool}. */
 export interface PgGuardOptions {
@@ -128,7 +128,7 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
     announce(pool, guard, item.client);
     let reason: ReuseReason;
     try {
-      reason = checkReusableWith(socket, guard.policy).reason;
+      reason = reuseReasonWith(socket, guard.policy);
     } catch (err) {
       // Cannot see into it (a socket over something the kernel will not
       // probe): hand it out as pg-pool would, and keep the error.

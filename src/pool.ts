@@ -12,7 +12,7 @@
 import * as net from 'node:net';
 import { publishConnection, publishReuseCheck } from './channel';
 import { codedError, invalidArgType } from './errors';
-import { checkReusableWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
+import { isReusableWith, reuseReasonWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
 
 /** Options for {@link createValidator}. */
 export interface ValidatorOptions {
@@ -131,7 +131,7 @@ export function createValidator(options?: ValidatorOptions): ConnectionValidator
       seen.add(socket);
       publishConnection(owner, socket);
     }
-    const { reason } = checkReusableWith(socket, policy);
+    const reason = reuseReasonWith(socket, policy);
     checked += 1;
     publishReuseCheck(owner, reason === 'idle', reason);
     if (reason === 'idle') return true;
@@ -159,5 +159,5 @@ export function createValidator(options?: ValidatorOptions): ConnectionValidator
  */
 export function isConnectionReusable(connection: object, options?: ReuseOptions): boolean {
   const policy = reusePolicy(options, 'options');
-  return checkReusableWith(socketOf(connection), policy).reusable;
+  return isReusableWith(socketOf(connection), policy);
 }

@@ -293,6 +293,17 @@ export function checkReusableWith(target: Target, policy: ReusePolicy | null): R
   return verdictOf(target, targetFd(target, 'target'), policy);
 }
 
+/**
+ * The verdict's reason only, as cheaply as {@link isReusable}: without a
+ * policy a reusable connection costs one `poll(2)`, and only a connection
+ * that is not reusable pays for the full probe that names the reason.
+ * For guards, which need the reason only when they evict.
+ */
+export function reuseReasonWith(target: Target, policy: ReusePolicy | null): ReuseReason {
+  if (policy === null && isReusable(target)) return 'idle';
+  return checkReusableWith(target, policy).reason;
+}
+
 /** {@link isReusable} with options already validated by {@link reusePolicy}. */
 export function isReusableWith(target: Target, policy: ReusePolicy | null): boolean {
   return policy === null ? isReusable(target) : checkReusableWith(target, policy).reusable;
