@@ -166,6 +166,23 @@ async function main() {
     log(`query, reuse options: ratio median ${round(results.queryWithReuse.ratio.median, 4)}`);
     results.checkout = await sideBySide(checkout, stock, guarded, config.checkouts);
     log(`checkout alone: ratio median ${round(results.checkout.ratio.median, 4)}`);
+    // The floor under the guard's cost: the one poll(2) it makes, and the
+    // whole isReusable call, on the same connection in the same run.
+    const { native } = require('../lib/native');
+    const { isReusable } = require('../lib/reuse');
+    const stream = guarded._freeConnections.get(0).stream;
+    const perCall = (fn) => {
+      const samples = [];
+      for (let r = 0; r < config.rounds; r++) {
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < config.checkouts; i++) fn();
+        samples.push(Number(process.hrtime.bigint() - t0) / config.checkouts);
+      }
+      return summary(samples);
+    };
+    results.pollNs = perCall(() => native.poll(stream._handle.fd));
+    results.isReusableNs = perCall(() => isReusable(stream));
+    log(`poll(2) ${round(results.pollNs.median)} ns, isReusable ${round(results.isReusableNs.median)} ns`);
     results.guardStats = { guarded: guardStats(guarded), withReuse: guardStats(withReuse) };
     if (results.guardStats.guarded.rejected !== 0 || results.guardStats.withReuse.rejected !== 0) {
       throw new Error(`a healthy connection was rejected: ${JSON.stringify(results.guardStats)}`);
@@ -192,6 +209,10 @@ async function main() {
         row('getConnection + release only', results.checkout),
       ],
     ),
+  );
+  console.log(
+    `\nthe floor, same run: poll(2) on the pool's socket ${round(results.pollNs.median / 1000, 3)} µs, ` +
+      `isReusable() ${round(results.isReusableNs.median / 1000, 3)} µs per call (medians of ${config.rounds} rounds)`,
   );
   fs.writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   log(`wrote ${path.relative(process.cwd(), outFile)}`);

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,14 +24,28 @@ describe.skipIf(!mariadbAvailable())('examples/mysql2.js', () => {
       timeout: 30_000,
       env: { ...process.env, MYSQL_HOST: db.host, MYSQL_PORT: String(db.port), MYSQL_USER: db.user },
     });
-    expect(stdout.trimEnd().split('\n')).toEqual([
-      'stock pool:   ECONNRESET (write ECONNRESET)',
-      'guarded pool: 4',
-      '{',
-      '  checked: 1,',
-      '  rejected: 1,',
-      '  rejectedByReason: { closed: 1, dataPending: 0, silent: 0, stalled: 0 }',
-      '}',
-    ]);
+    expect(stdout.trimEnd().split('\n')).toEqual(OUTPUT);
+  });
+});
+
+const OUTPUT = [
+  'stock pool:   ECONNRESET (write ECONNRESET)',
+  'guarded pool: 4',
+  '{',
+  '  checked: 1,',
+  '  rejected: 1,',
+  '  rejectedByReason: { closed: 1, dataPending: 0, silent: 0, stalled: 0 }',
+  '}',
+];
+
+describe('README: Guarding a mysql2 pool', () => {
+  it('quotes examples/mysql2.js and the output it prints', () => {
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const start = readme.indexOf('### Guarding a mysql2 pool\n');
+    expect(start).toBeGreaterThanOrEqual(0);
+    const guide = readme.slice(start, readme.indexOf('\n### ', start + 1));
+    const blocks = [...guide.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((m) => [m[1], m[2]]);
+    expect(blocks[0]).toEqual(['js', fs.readFileSync(path.join(root, 'examples', 'mysql2.js'), 'utf8')]);
+    expect(blocks[1]).toEqual(['text', `${OUTPUT.join('\n')}\n`]);
   });
 });

@@ -211,6 +211,26 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
     }
   }, 60_000);
 
+  it('over a Unix socket (socketPath) as well: the stock pool fails, the guarded pool does not', async () => {
+    const list: Subject[] = [false, true].map((guarded) => {
+      const pool = mysql.createPool({ socketPath: db.socketPath, user: db.user, connectionLimit: 1 });
+      if (guarded) guardPool(pool);
+      return { name: guarded ? 'guarded' : 'stock', pool, api: 'query', guarded, failures: [] };
+    });
+    try {
+      await rounds(list, 3, (connections) => killWhileBusy(db, connections));
+      // Writing to a Unix socket whose peer has closed fails at once.
+      expect(list.map((s) => s.failures)).toEqual([['EPIPE', 'EPIPE', 'EPIPE'], []]);
+      expect(guardStats(list[1]!.pool)).toEqual({
+        checked: 5,
+        rejected: 3,
+        rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
+      });
+    } finally {
+      await Promise.all(list.map((s) => end(s.pool)));
+    }
+  });
+
   it('healthy connections are reused and none is evicted over 200 queries, sequential and 5 at a time', async () => {
     const options = { host: db.host, port: db.port, user: db.user, connectionLimit: 5 };
     const callbackPool = guardPool(mysql.createPool(options));

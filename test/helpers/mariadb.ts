@@ -24,6 +24,8 @@ export interface MariaDB {
   readonly user: 'root';
   /** Its temporary directory (data, socket, log). */
   readonly dir: string;
+  /** Its Unix socket. */
+  readonly socketPath: string;
   /**
    * Runs SQL in the `mariadb` client, a separate process with its own
    * session, and resolves with its tab-separated output rows.
@@ -131,6 +133,7 @@ export async function startMariaDB(options: MariaDBOptions = {}): Promise<MariaD
         port,
         user: 'root',
         dir,
+        socketPath: path.join(dir, 'mysqld.sock'),
         admin(sql) {
           return new Promise((resolve, reject) => {
             execFile(client!, clientArgs(sql), { timeout: 10_000 }, (err, stdout, stderr) => {
