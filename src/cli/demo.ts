@@ -579,7 +579,13 @@ export async function runDemo(out: NodeJS.WriteStream, paint: Paint = createPain
     '',
   ]);
   if (!supported) {
-    print([paint.red(`The native probe is not available: ${unsupportedReason ?? 'unknown reason'}`), 'Nothing to compare.']);
+    print([
+      paint.red(`The native probe is not available: ${unsupportedReason ?? 'unknown reason'}`),
+      '',
+      "The demo sets what Node's flags say beside what the kernel says, and only the native probe reads the",
+      'kernel, so it has nothing to show until the probe loads. The library itself still works without it,',
+      "from Node's socket flags (supported === false): see \"Using it in your project\" in the README.",
+    ]);
     return 1;
   }
   const peerScript = path.join(__dirname, 'peer.js');
