@@ -31,38 +31,48 @@ interface Major {
   /** The devDependency alias. */
   readonly pkg: string;
   readonly version: string;
-  /** Stock failures out of 20 from a timer and from an I/O callback. */
-  readonly stock: { readonly timer: number; readonly io: number };
+  /** Which raced requests stock undici fails, from a timer and from an I/O callback. */
+  readonly stock: { readonly timer: Stock; readonly io: Stock };
   readonly runs: boolean;
 }
 
 // undici's idle-socket validation (6.27+, 7.28+, 8.5+) defers reuse to a
 // setImmediate, which catches the dead socket when the request was
-// dispatched from a timer, not from an I/O callback. 10/20 means every
-// reuse failed: each failure forces a fresh connection for the next one.
+// dispatched from a timer, not (reliably) from an I/O callback. Unloaded,
+// every reuse fails where it does not help: 10 of 20 requests, since each
+// failure forces a fresh connection for the next one.
 const majors: Major[] = [
-  { pkg: 'undici6-prevalidation', version: '6.24.1', stock: { timer: 10, io: 10 }, runs: true },
-  { pkg: 'undici6', version: '6.29.1', stock: { timer: 0, io: 10 }, runs: true },
-  { pkg: 'undici7', version: '7.30.2', stock: { timer: 0, io: 10 }, runs: true },
-  { pkg: 'undici8', version: '8.13.0', stock: { timer: 0, io: 10 }, runs: undici8Runs },
+  { pkg: 'undici6-prevalidation', version: '6.24.1', stock: { timer: 'all', io: 'all' }, runs: true },
+  { pkg: 'undici6', version: '6.29.1', stock: { timer: 'none', io: 'some' }, runs: true },
+  { pkg: 'undici7', version: '7.30.2', stock: { timer: 'none', io: 'some' }, runs: true },
+  { pkg: 'undici8', version: '8.13.0', stock: { timer: 'none', io: 'some' }, runs: undici8Runs },
 ];
 
-// What a run must show. A stock client without protection in that mode
-// fails every raced request and nothing else; one with it (or sockstate's)
-// fails none, and sockstate destroyed at least every raced socket (its
+// What a run must show. A stock client fails raced requests and nothing
+// else, as `Stock` says; sockstate's fails none, and sockstate destroyed at least every raced socket (its
 // check runs before undici's own). A request counts as raced when the
 // connection it would reuse had the server's FIN in the kernel, unseen by
 // Node, as it went out: under load the client can be slower than the
 // server's 100 ms idle time, Node sees the FIN first, and that is no race.
-function expectStock(result: RaceResult, failsEveryReuse: boolean): void {
+//
+// 'all': every raced request fails (no idle-socket validation, or it does
+// not run in this mode). 'some': undici's validation runs a setImmediate
+// that sometimes, depending on the order in which libuv reports events in
+// that loop turn, sees the FIN first (measured: undici 8.13 on Node 22
+// failed 8 of 10 raced requests). 'none': the validation catches every one.
+type Stock = 'all' | 'some' | 'none';
+
+function expectStock(result: RaceResult, stock: Stock): void {
   expect(result.raced).toBeGreaterThanOrEqual(1);
-  if (failsEveryReuse) {
-    expect(result.racedFailures).toBe(result.raced);
-    expect(result.failures).toBe(result.raced);
-    expect(result.codes).toEqual(['UND_ERR_SOCKET']);
-  } else {
+  if (stock === 'none') {
     expect(result).toMatchObject({ failures: 0, codes: [] });
+    return;
   }
+  if (stock === 'all') expect(result.racedFailures).toBe(result.raced);
+  else expect(result.racedFailures).toBeGreaterThanOrEqual(1);
+  // Requests fail only on a raced connection, as undici reports it.
+  expect(result.failures).toBe(result.racedFailures);
+  expect(result.codes).toEqual(['UND_ERR_SOCKET']);
 }
 
 function expectGuarded(result: RaceResult): void {
@@ -72,11 +82,11 @@ function expectGuarded(result: RaceResult): void {
 }
 
 // Node's bundled undici per line and what its fetch does when stock.
-const bundled: Record<number, { version: string; timer: number; io: number }> = {
-  20: { version: '6.24.1', timer: 10, io: 10 },
-  22: { version: '6.29.1', timer: 0, io: 10 },
-  24: { version: '7.30.2', timer: 0, io: 10 },
-  26: { version: '8.12.2', timer: 0, io: 10 },
+const bundled: Record<number, { version: string; timer: Stock; io: Stock }> = {
+  20: { version: '6.24.1', timer: 'all', io: 'all' },
+  22: { version: '6.29.1', timer: 'none', io: 'some' },
+  24: { version: '7.30.2', timer: 'none', io: 'some' },
+  26: { version: '8.12.2', timer: 'none', io: 'some' },
 };
 
 interface RaceResult {
@@ -136,12 +146,12 @@ describe.each(majors)('undici $version ($pkg)', (m) => {
 
   describe.runIf(m.runs)('the race, 20 requests', () => {
     for (const mode of ['timer', 'io'] as const) {
-      it(`from ${mode === 'io' ? 'an I/O callback' : 'a timer'}: stock fails ${m.stock[mode] > 0 ? 'every raced request' : 'none'}, sockstate none`, async () => {
+      it(`from ${mode === 'io' ? 'an I/O callback' : 'a timer'}: stock fails ${m.stock[mode]} raced requests, sockstate none`, async () => {
         const [stock, guarded] = await Promise.all([
           race(url, { undici: m.pkg, client: 'request', mode }),
           race(url, { undici: m.pkg, guarded: true, client: 'request', mode }),
         ]);
-        expectStock(stock, m.stock[mode] > 0);
+        expectStock(stock, m.stock[mode]);
         expectGuarded(guarded);
       }, 120_000);
     }
@@ -296,13 +306,13 @@ describe.concurrent(`Node ${major}'s built-in fetch (undici ${bundled[major]?.ve
   const expected = bundled[major];
   for (const mode of ['timer', 'io'] as const) {
     it.runIf(expected !== undefined)(
-      `from ${mode === 'io' ? 'an I/O callback' : 'a timer'}: stock fails ${expected?.[mode] ? 'every raced request' : 'none'}; through setGlobalDispatcher(new Agent()) none`,
+      `from ${mode === 'io' ? 'an I/O callback' : 'a timer'}: stock fails ${expected?.[mode]} raced requests; through setGlobalDispatcher(new Agent()) none`,
       async () => {
         const [stock, guarded] = await Promise.all([
           race(url, { undici: null, client: 'fetch', mode }),
           race(url, { undici: 'undici', guarded: true, global: true, client: 'fetch', mode }),
         ]);
-        expectStock(stock, expected![mode] > 0);
+        expectStock(stock, expected![mode]);
         expectGuarded(guarded);
       },
       120_000,
@@ -325,14 +335,14 @@ describe('over TLS', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it.each(majors.filter((m) => m.runs))('undici $version from an I/O callback: stock fails every raced request, sockstate none', async (m) => {
+  it.each(majors.filter((m) => m.runs))('undici $version from an I/O callback: stock fails raced requests, sockstate none', async (m) => {
     const tlsUrl = `https://127.0.0.1:${tlsServer!.port}/`;
     const ca = path.join(dir, 'cert.pem');
     const [stock, guarded] = await Promise.all([
       race(tlsUrl, { undici: m.pkg, client: 'request', mode: 'io', ca }),
       race(tlsUrl, { undici: m.pkg, guarded: true, client: 'request', mode: 'io', ca }),
     ]);
-    expectStock(stock, true);
+    expectStock(stock, m.stock.io);
     expectGuarded(guarded);
   }, 120_000);
 });

@@ -1,0 +1,161 @@
+import { execFile } from 'node:child_process';
+import * as diagnostics from 'node:diagnostics_channel';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import * as undici from 'undici';
+import { describe, expect, it } from 'vitest';
+import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
+import { connectionState } from '../src/index';
+import { Agent, Client, Pool } from '../src/undici';
+import { caught } from './helpers/errors';
+import { listen, spawnFixture } from './helpers/sockets';
+
+// The public module `sockstate/undici`: bound to the `undici` the user
+// installed, loaded at first use and not before, and a coded error when
+// that peer is missing.
+
+const run = promisify(execFile);
+const root = path.join(__dirname, '..');
+
+async function node(script: string, cwd = root): Promise<string> {
+  const env = { ...process.env };
+  delete env.NODE_PATH;
+  const { stdout } = await run(process.execPath, ['-e', script], { cwd, env, timeout: 20_000 });
+  return stdout.trim();
+}
+
+describe('sockstate/undici', () => {
+  it('requiring it loads no undici and leaves the global dispatcher unset; the first Agent loads undici, which installs its own stock Agent', async () => {
+    const out = await node(`
+      const s1 = Symbol.for('undici.globalDispatcher.1');
+      const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/undici/'));
+      const { Agent } = require('sockstate/undici');
+      const before = [loaded(), typeof globalThis[s1]];
+      const agent = new Agent();
+      const undici = require('undici');
+      const installed = globalThis[s1];
+      console.log(JSON.stringify({
+        before,
+        after: [loaded(), installed instanceof undici.Agent, installed === agent],
+        ours: agent instanceof Agent && agent instanceof undici.Agent,
+      }));
+    `);
+    expect(JSON.parse(out)).toEqual({ before: [false, 'undefined'], after: [true, true, false], ours: true });
+  });
+
+  it("without undici installed: require works, the first Agent throws ERR_SOCKSTATE_PEER_MISSING, 'sockstate' is unaffected", async () => {
+    // A project where sockstate is installed and undici is not: a copy of
+    // the package (no addon: it answers from flags) with its one runtime
+    // dependency the loader needs.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-no-undici-'));
+    try {
+      const pkg = path.join(dir, 'node_modules', 'sockstate');
+      fs.mkdirSync(path.join(pkg, 'node_modules'), { recursive: true });
+      fs.cpSync(path.join(root, 'lib'), path.join(pkg, 'lib'), { recursive: true });
+      fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'bindings'), path.join(pkg, 'node_modules', 'bindings'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'file-uri-to-path'), path.join(pkg, 'node_modules', 'file-uri-to-path'));
+      const out = await node(
+        `
+        let resolvable = true;
+        try { require.resolve('undici'); } catch { resolvable = false; }
+        const { Agent, Pool, Client } = require('sockstate/undici');
+        const errs = [() => new Agent(), () => new Pool('http://127.0.0.1:1'), () => new Client('http://127.0.0.1:1')].map((f) => {
+          try { f(); return null; } catch (e) { return [e.name, e.code, e.message]; }
+        });
+        console.log(JSON.stringify({ resolvable, errs, core: typeof require('sockstate').isReusable }));
+      `,
+        dir,
+      );
+      const message = "sockstate/undici needs the optional peer dependency 'undici', which is not installed: run npm install undici";
+      expect(JSON.parse(out)).toEqual({
+        resolvable: false,
+        errs: [0, 1, 2].map(() => ['SockstateError', 'ERR_SOCKSTATE_PEER_MISSING', message]),
+        core: 'function',
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('Agent, Pool and Client are undici dispatchers bound to the installed undici, and can be subclassed', async () => {
+    const server = http.createServer({ keepAliveTimeout: 10_000 }, (_req, res) => res.end('ok\n'));
+    const port = await listen(server);
+    const origin = `http://127.0.0.1:${port}`;
+    class MyAgent extends Agent {
+      label = 'mine';
+    }
+    const agent = new MyAgent();
+    const pool = new Pool(origin);
+    const client = new Client(origin);
+    try {
+      expect(agent).toBeInstanceOf(Agent);
+      expect(agent).toBeInstanceOf(undici.Agent);
+      expect(agent.label).toBe('mine');
+      expect(pool).toBeInstanceOf(Pool);
+      expect(pool).toBeInstanceOf(undici.Pool);
+      expect(client).toBeInstanceOf(Client);
+      expect(client).toBeInstanceOf(undici.Client);
+      for (const dispatcher of [agent, pool, client]) {
+        for (let i = 0; i < 3; i++) {
+          const res = await undici.request(`${origin}/`, { dispatcher });
+          expect(await res.body.text()).toBe('ok\n');
+        }
+        expect(dispatcher.staleSocketsDestroyed).toBe(0);
+      }
+      const err = caught(() => (Agent as unknown as () => unknown)());
+      expect(err).toBeInstanceOf(TypeError);
+      expect(err.message).toBe("Class constructor Agent cannot be invoked without 'new'");
+    } finally {
+      await Promise.all([agent.close(), pool.close(), client.close()]);
+      server.close();
+    }
+  });
+
+  it('announces each connection and publishes each check, with the user-visible dispatcher as owner', async () => {
+    // A server in a child process that closes connections idle for 300 ms,
+    // without a Connection header: the second request finds it dead.
+    const { child, firstLine } = await spawnFixture('undici-idle-close-server.js', ['300']);
+    const port = Number(firstLine);
+    const agent = new Agent();
+    const connections: ConnectionMessage[] = [];
+    const checks: ReuseCheckMessage[] = [];
+    const onConnection = (m: unknown) => {
+      if ((m as ConnectionMessage).owner === agent) connections.push(m as ConnectionMessage);
+    };
+    const onCheck = (m: unknown) => {
+      if ((m as ReuseCheckMessage).owner === agent) checks.push(m as ReuseCheckMessage);
+    };
+    diagnostics.subscribe(CONNECTION_CHANNEL, onConnection);
+    diagnostics.subscribe(REUSE_CHECK_CHANNEL, onCheck);
+    try {
+      const first = await undici.request(`http://127.0.0.1:${port}/`, { dispatcher: agent });
+      expect(await first.body.text()).toBe('ok\n');
+      // One loop turn: the Client reports itself free ('drain') only after
+      // the body has been handed over.
+      await new Promise((resolve) => setImmediate(resolve));
+      // Wait until the kernel holds the peer's FIN, then dispatch in the
+      // same synchronous stretch, before Node can read it.
+      const socket = connections[0]!.socket as net.Socket;
+      const deadline = Date.now() + 5000;
+      while (connectionState(socket).status === 'open' && Date.now() < deadline) {
+        // spin
+      }
+      const second = await undici.request(`http://127.0.0.1:${port}/`, { dispatcher: agent });
+      expect(await second.body.text()).toBe('ok\n');
+      expect(connections).toHaveLength(2);
+      expect(connections.every((c) => c.socket instanceof net.Socket)).toBe(true);
+      expect(checks).toEqual([{ owner: agent, reusable: false, reason: 'closed' }]);
+      expect(agent.staleSocketsDestroyed).toBe(1);
+    } finally {
+      diagnostics.unsubscribe(CONNECTION_CHANNEL, onConnection);
+      diagnostics.unsubscribe(REUSE_CHECK_CHANNEL, onCheck);
+      await agent.close();
+      child.stdin!.end();
+    }
+  });
+});
