@@ -171,6 +171,21 @@ describe('where no prebuilt binary can load', () => {
     });
   });
 
+  it('the demo says why it cannot run, and what still works', () => {
+    const r = run(['node_modules/sockstate/lib/cli.js', 'demo'], { env: { LIBC: 'musl', NO_COLOR: '1' } });
+    expect(r.status).toBe(1);
+    const lines = r.stdout.split('\n');
+    expect(lines).toContain(
+      `The native probe is not available: sockstate has no prebuilt native probe for ${tuple} with musl libc, and none was built from source. ` +
+        'Build it (needs Python 3, make and a C++ compiler) with: node node_modules/sockstate/scripts/build.js',
+    );
+    expect(lines.slice(-3).join(' ')).toBe(
+      "The demo sets what Node's flags say beside what the kernel says, and only the native probe reads the " +
+        'kernel, so it has nothing to show until the probe loads. The library itself still works without it, ' +
+        "from Node's socket flags (supported === false): see \"Using it in your project\" in the README.",
+    );
+  });
+
   it('a corrupted prebuild: says which file failed and why, and the command', () => {
     const file = path.join(app, 'node_modules', 'sockstate', 'prebuilds', tuple, 'sockstate.glibc.node');
     const good = fs.readFileSync(file);
