@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import * as mysql from 'mysql2';
 import * as mysqlPromise from 'mysql2/promise';
@@ -9,6 +10,7 @@ import { guardPool, guardStats } from '../src/mysql2';
 import { isReusable } from '../src/reuse';
 import { caught } from './helpers/errors';
 import { type MariaDB, mariadbAvailable, startMariaDB } from './helpers/mariadb';
+import { makeCertificate } from './helpers/tls';
 import { busyWait, sleep, waitFor } from './helpers/sockets';
 
 // mysql2 takes a free connection synchronously: a connection the server
@@ -500,5 +502,42 @@ describe('sockstate/mysql2 arguments', () => {
       "require('./lib/mysql2'); process.stdout.write(String(Object.keys(require.cache).filter((k) => k.includes('/node_modules/mysql2/')).length))",
     ], { cwd: root });
     expect(stdout).toBe('0');
+  });
+});
+
+describe.skipIf(!available)('sockstate/mysql2 with MariaDB over TLS', () => {
+  let db: MariaDB;
+  let cert: Buffer;
+  beforeAll(async () => {
+    const pair = makeCertificate();
+    cert = pair.cert;
+    db = await startMariaDB({ tls: pair });
+  }, 60_000);
+  afterAll(async () => {
+    await db?.stop();
+  });
+
+  it('checks the TLS socket mysql2 switches to: the stock pool fails, the guarded pool does not', async () => {
+    const list: Subject[] = [false, true].map((guarded) => {
+      const pool = mysql.createPool({ host: db.host, port: db.port, user: db.user, connectionLimit: 1, ssl: { ca: cert, servername: 'localhost' } });
+      if (guarded) guardPool(pool);
+      return { name: guarded ? 'guarded' : 'stock', pool, api: 'query', guarded, failures: [] };
+    });
+    try {
+      await rounds(list, 3, (connections) => {
+        for (const c of connections) expect(c.stream).toBeInstanceOf(tls.TLSSocket);
+        killWhileBusy(db, connections);
+      });
+      const lost = 'PROTOCOL_CONNECTION_LOST';
+      expect(list.map((s) => s.failures)).toEqual([[lost, lost, lost], []]);
+      // The server's close_notify before its FIN does not count as data.
+      expect(guardStats(list[1]!.pool)).toEqual({
+        checked: 5,
+        rejected: 3,
+        rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
+      });
+    } finally {
+      await Promise.all(list.map((s) => end(s.pool)));
+    }
   });
 });

@@ -44,6 +44,8 @@ export interface MariaDB {
 export interface MariaDBOptions {
   /** The server's `wait_timeout` in seconds: it closes a connection idle that long. */
   waitTimeout?: number;
+  /** A key and certificate (PEM) for the server to offer TLS with. */
+  tls?: { key: Buffer; cert: Buffer };
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -96,6 +98,12 @@ export async function startMariaDB(options: MariaDBOptions = {}): Promise<MariaD
     throw new Error(`mariadb-install-db failed (${install.status ?? install.signal}): ${install.stderr}${install.stdout}`);
   }
   const log = path.join(dir, 'error.log');
+  const tlsArgs: string[] = [];
+  if (options.tls !== undefined) {
+    fs.writeFileSync(path.join(dir, 'key.pem'), options.tls.key, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, 'cert.pem'), options.tls.cert);
+    tlsArgs.push(`--ssl-key=${path.join(dir, 'key.pem')}`, `--ssl-cert=${path.join(dir, 'cert.pem')}`);
+  }
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const args = [
@@ -113,6 +121,7 @@ export async function startMariaDB(options: MariaDBOptions = {}): Promise<MariaD
       '--innodb-buffer-pool-size=16M',
       '--max-connections=200',
       ...(options.waitTimeout === undefined ? [] : [`--wait-timeout=${options.waitTimeout}`]),
+      ...tlsArgs,
     ];
     const child = spawn(mariadbd, args, { stdio: 'ignore' });
     running.add(child);
