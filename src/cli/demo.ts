@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { type ConnectionState, connectionState, supported, unsupportedReason } from '../index';
 import { setUserTimeout } from '../sockopt';
 import { alignColumns, createPaint, formatMs, type Paint, paintStatus } from './format';
-import { createNamespace, ipAvailable, type Namespace } from './netns';
+import { createNamespace, InterruptedError, ipAvailable, type Namespace } from './netns';
 import { packageVersion } from './usage';
 
 /** Wall-clock ms with sub-ms precision; the peer uses the same clock, so times compare across processes. */
@@ -37,6 +37,8 @@ const WAIT_LIMIT_MS = 5000;
 const KEEPALIVE_IDLE_MS = 100;
 /** TCP_USER_TIMEOUT for the vanishing peer. */
 const USER_TIMEOUT_MS = 1500;
+/** Signals that end the demo after cleaning up, with exit code 128 + the signal's number. */
+const HANDLED_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM'] as const;
 
 /** What pure JavaScript can read off a socket. */
 interface Flags {
@@ -91,7 +93,10 @@ class Peer {
 
   private constructor(argv: readonly string[]) {
     const [cmd, ...args] = argv;
-    this.child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    // In a session of its own (detached), so that a Ctrl-C or hang-up aimed
+    // at the terminal reaches only us, and we stop it ourselves. If we die
+    // without doing so, its stdin closes and it exits.
+    this.child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     let buffered = '';
     this.child.stdout!.setEncoding('utf8');
     this.child.stdout!.on('data', (chunk: string) => {
@@ -116,17 +121,23 @@ class Peer {
     this.child.stdin!.on('error', () => this.notify());
   }
 
-  /** Spawns `argv` (which runs peer.js) and waits for `ready <port>`. */
-  static async start(argv: readonly string[]): Promise<Peer> {
-    const peer = new Peer(argv);
+  /**
+   * Spawns `argv` (which runs peer.js) and returns at once, so the caller
+   * can register it for clean-up before waiting for {@link Peer.ready}.
+   */
+  static spawn(argv: readonly string[]): Peer {
+    return new Peer(argv);
+  }
+
+  /** Waits for `ready <port>`; stops the peer if it never comes. */
+  async ready(): Promise<void> {
     try {
-      const ready = await peer.next('ready ');
-      peer.listenPort = Number(ready.slice('ready '.length));
+      const ready = await this.next('ready ');
+      this.listenPort = Number(ready.slice('ready '.length));
     } catch (err) {
-      peer.stop();
+      this.stop();
       throw err;
     }
-    return peer;
   }
 
   /** The port the peer listens on. */
@@ -451,20 +462,29 @@ async function vanishingPeer(peerScript: string, register: (cleanup: () => void)
   if (!ipAvailable()) return skipped(VANISH_TITLE, "needs the 'ip' command (iproute2)");
   let ns: Namespace | null = null;
   let peer: Peer | null = null;
+  // Registered before anything exists, and each part assigned the moment
+  // it does, so that a signal at any point finds what there is to remove.
   register(() => {
     peer?.stop();
     ns?.destroy();
   });
   try {
     ns = createNamespace();
-    peer = await Peer.start([...ns.exec, process.execPath, peerScript, '--host', ns.peerAddress]);
+    peer = Peer.spawn([...ns.exec, process.execPath, peerScript, '--host', ns.peerAddress]);
+    await peer.ready();
+    // The peer runs inside: drop the namespace's name, so that the kernel
+    // removes the namespace and the veth pair when the peer exits, however
+    // this process ends (the peer exits when its stdin closes).
+    ns.release();
     // Held: Node does not poll this fd, so it learns of the timeout only
     // when it next reads, which we let it do right after sockstate has seen it.
     const socket = await connect(ns.peerAddress, peer.port, { hold: true });
     setUserTimeout(socket, USER_TIMEOUT_MS);
     await peer.next('accepted');
     const events = logEvents(socket);
-    ns.cutLink();
+    // The namespace has no name any more: the peer, inside it, cuts its link.
+    peer.send(`linkdown ${ns.peerInterface}`);
+    await peer.next('acted linkdown ');
     const acted = now();
     socket.write('ping\n');
     let stalled: Moment | null = null;
@@ -590,17 +610,27 @@ export async function runDemo(out: NodeJS.WriteStream, paint: Paint = createPain
   }
   const peerScript = path.join(__dirname, 'peer.js');
   const cleanups: (() => void)[] = [];
-  const onSignal = (signal: NodeJS.Signals) => {
-    for (const c of cleanups) c();
-    out.write(`\ninterrupted (${signal}); cleaned up\n`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+  const runCleanups = () => {
+    for (const c of cleanups.splice(0)) c();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Handled for the whole run, and never handed back to the default
+  // action midway: a second Ctrl-C while cleaning up is ignored (the
+  // clean-up is synchronous and ends in exit). A closed terminal (SIGHUP)
+  // cleans up as a Ctrl-C does.
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    runCleanups();
+    out.write(`\ninterrupted (${signal}); cleaned up\n`);
+    process.exit(128 + (os.constants.signals[signal] ?? 0));
+  };
+  for (const signal of HANDLED_SIGNALS) process.on(signal, onSignal);
   const results: Result[] = [];
   try {
-    const peer = await Peer.start([process.execPath, peerScript]);
+    const peer = Peer.spawn([process.execPath, peerScript]);
     cleanups.push(() => peer.stop());
+    await peer.ready();
     print([paint.dim(`peer: child process ${peer.child.pid}, listening on 127.0.0.1:${peer.port}`), '']);
     const scenarios: [string, () => Promise<Result>][] = [
       ['The peer closes cleanly', () => peerCloses(peer, 'close')],
@@ -614,6 +644,13 @@ export async function runDemo(out: NodeJS.WriteStream, paint: Paint = createPain
       try {
         result = await run();
       } catch (err) {
+        // A signal that arrived meanwhile (and may be why it failed) is
+        // handled first: its handler exits before a failure is printed. Two
+        // loop turns let libuv dispatch it; a command killed by the signal
+        // says so, and then its handler is surely coming.
+        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise((resolve) => setImmediate(resolve));
+        if (err instanceof InterruptedError) await sleep(2000);
         result = failed(title, err as Error);
       }
       results.push(result);
@@ -622,9 +659,8 @@ export async function runDemo(out: NodeJS.WriteStream, paint: Paint = createPain
     peer.send('exit');
     peer.stop();
   } finally {
-    for (const c of cleanups) c();
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    runCleanups();
+    for (const signal of HANDLED_SIGNALS) process.removeListener(signal, onSignal);
   }
   const ran = results.filter((r) => r.skipped === undefined);
   const good = ran.filter((r) => r.problems.length === 0).length;

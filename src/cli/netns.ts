@@ -18,6 +18,8 @@ export interface Namespace {
   readonly hostAddress: string;
   /** Address inside the namespace, where the peer listens. */
   readonly peerAddress: string;
+  /** The namespace's end of the pair (for a process inside to take down). */
+  readonly peerInterface: string;
   /** Argument vector prefix that runs a command inside the namespace. */
   readonly exec: readonly string[];
   /**
@@ -27,6 +29,16 @@ export interface Namespace {
    * EHOSTUNREACH.
    */
   cutLink(): void;
+  /**
+   * Deletes the namespace's name once a process runs inside it: from then
+   * on the namespace lives only as long as the processes in it, and the
+   * kernel removes it, and the veth pair with it, when the last one exits,
+   * however this process dies. {@link Namespace.exec} and
+   * {@link Namespace.cutLink} no longer work afterwards.
+   *
+   * @throws Error when `ip netns del` fails.
+   */
+  release(): void;
   /** Deletes the namespace and the pair; safe to call twice. */
   destroy(): void;
 }
@@ -34,25 +46,65 @@ export interface Namespace {
 /** The result of running `ip`. */
 interface IpResult {
   readonly status: number | null;
+  readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
+// Every `ip` runs in a session of its own (detached): a Ctrl-C or a hang-up
+// aimed at the terminal's process group must not kill a half-done set-up
+// or clean-up; our own signal handlers decide what happens. spawnSync
+// honours `detached` as spawn does (Node 20-26), though @types/node omits it.
+const IP_OPTIONS = { encoding: 'utf8', timeout: 10_000, detached: true } as const;
+
 function ip(args: readonly string[]): IpResult {
-  const r = spawnSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync('ip', args, IP_OPTIONS);
   if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
+
+/**
+ * An `ip` command was killed by SIGHUP, SIGINT or SIGTERM: a signal aimed
+ * at the terminal's process group that reached it before it could leave
+ * the group (between fork and setsid). The caller's own handler for that
+ * signal is about to run; this is an interruption, not a failure.
+ */
+export class InterruptedError extends Error {
+  /** The signal that killed the command. */
+  readonly signal: NodeJS.Signals;
+
+  /**
+   * @param message - What was interrupted.
+   * @param signal - The signal.
+   */
+  constructor(message: string, signal: NodeJS.Signals) {
+    super(message);
+    this.name = 'InterruptedError';
+    this.signal = signal;
+  }
+}
+
+const INTERRUPTS: readonly string[] = ['SIGHUP', 'SIGINT', 'SIGTERM'];
 
 function ipOrThrow(args: readonly string[]): string {
   const r = ip(args);
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${r.stderr.trim() || `exit ${r.status}`}`);
+  if (r.signal !== null && INTERRUPTS.includes(r.signal)) {
+    throw new InterruptedError(`ip ${args.join(' ')} was interrupted (${r.signal})`, r.signal);
+  }
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${r.stderr.trim() || (r.signal === null ? `exit ${r.status}` : `killed by ${r.signal}`)}`);
   return r.stdout;
 }
 
-/** True when the `ip` command (iproute2) can be run. */
+/**
+ * True when the `ip` command (iproute2) can be run.
+ *
+ * @throws InterruptedError when a signal killed it.
+ */
 export function ipAvailable(): boolean {
-  const r = spawnSync('ip', ['-V'], { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync('ip', ['-V'], IP_OPTIONS);
+  if (r.signal !== null && INTERRUPTS.includes(r.signal)) {
+    throw new InterruptedError(`ip -V was interrupted (${r.signal})`, r.signal);
+  }
   return r.error === undefined && r.status === 0;
 }
 
@@ -129,9 +181,13 @@ export function createNamespace(purpose = 'demo'): Namespace {
       hostInterface: hostIf,
       hostAddress: host,
       peerAddress: peer,
+      peerInterface: peerIf,
       exec: ['ip', 'netns', 'exec', name],
       cutLink: () => {
         ipOrThrow([...inNs, 'link', 'set', peerIf, 'down']);
+      },
+      release: () => {
+        ipOrThrow(['netns', 'del', name]);
       },
       destroy,
     };

@@ -10,12 +10,15 @@
  * - `reset <ms>`: reset it after `ms` (SO_LINGER 0, an RST);
  * - `http <ms>`: from now on, answer each HTTP request with a keep-alive
  *   response and close the connection once it has been idle `ms`;
+ * - `linkdown <interface>`: take that interface of our network namespace
+ *   down (`ip link set … down`), then say `acted linkdown <epoch ms>`;
  * - `exit`: exit.
  * Connections allow half-open: when the other side half-closes, the peer
  * answers `bye\n` and keeps its side open.
  *
  * @packageDocumentation
  */
+import { spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
@@ -37,8 +40,21 @@ function hostArg(argv: readonly string[]): string {
 let current: net.Socket | null = null;
 let httpIdleMs: number | null = null;
 
+const connections = new Set<net.Socket>();
+
+// Exits after resetting every connection (SO_LINGER 0): a plain close would
+// leave an orphaned socket retransmitting its FIN over a cut link for
+// minutes, and holding the network namespace (and the veth pair) alive
+// that long after we are gone.
+function quit(): never {
+  for (const socket of connections) socket.resetAndDestroy();
+  process.exit(0);
+}
+
 const server = net.createServer({ allowHalfOpen: true }, (socket) => {
   current = socket;
+  connections.add(socket);
+  socket.on('close', () => connections.delete(socket));
   socket.on('error', (err) => say(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
   socket.on('end', () => {
     socket.write('bye\n');
@@ -97,17 +113,27 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
     case 'reset':
       act(command, ms);
       break;
+    case 'linkdown': {
+      const r = spawnSync('ip', ['link', 'set', arg ?? '', 'down'], { encoding: 'utf8', timeout: 10_000 });
+      if (r.status === 0) say(`acted linkdown ${now()}`);
+      else say(`error linkdown ${(r.error?.message ?? r.stderr.trim()) || `exit ${r.status}`}`);
+      break;
+    }
     case 'http':
       httpIdleMs = ms;
       say('armed');
       break;
     case 'exit':
-      process.exit(0);
+      quit();
       break;
     default:
       say(`error unknown command ${line}`);
   }
 });
 
-// The demo's end (or its death) closes our stdin: nothing left to do.
-process.stdin.on('end', () => process.exit(0));
+// The demo's end (or its death) closes our stdin: nothing left to do. Once
+// it is gone, writing to it fails (EPIPE): exit quietly then too, rather
+// than print a trace on a terminal that has moved on.
+process.stdin.on('end', quit);
+process.stdout.on('error', quit);
+for (const signal of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const) process.on(signal, quit);

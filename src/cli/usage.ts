@@ -46,6 +46,8 @@ readyState, readableEnded) and what sockstate says (status, tcpState,
 pendingError, unreadBytes), and how long after the peer acted each noticed.
 
 Exit code 0 when every scenario behaved as the kernel must, 1 otherwise.
+Ctrl-C, SIGTERM or SIGHUP cleans up (peers, namespace, veth pair) and exits
+130, 143 or 129.
 `;
 
 /** `sockstate watch --help`. */
