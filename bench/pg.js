@@ -121,7 +121,7 @@ async function main() {
     }
     for (const name of ['guarded', 'guarded, reuse {maxSilentMs}']) {
       const stats = guardStats(subjects[name]);
-      if (stats.evicted !== 0) throw new Error(`${name}: the guard evicted ${stats.evicted} healthy clients`);
+      if (stats.rejected !== 0) throw new Error(`${name}: the guard evicted ${stats.rejected} healthy clients`);
     }
   } finally {
     ending = true;

@@ -33,10 +33,10 @@ export interface PgGuardOptions {
 export interface PgGuardStats {
   /** Idle clients checked at checkout. */
   readonly checked: number;
-  /** Of those, removed from the pool as not reusable. */
-  readonly evicted: number;
+  /** Of those, evicted: removed from the pool as not reusable. */
+  readonly rejected: number;
   /** Evictions by reason (`closed`, `dataPending`, `stalled`, `silent`). */
-  readonly evictedBy: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
+  readonly rejectedByReason: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
   /**
    * Idle clients handed out unchecked because sockstate cannot see their
    * socket: pg-native clients (libpq owns the socket), a custom `stream`
@@ -76,8 +76,8 @@ interface PgClientLike {
 interface Guard {
   policy: ReusePolicy | null;
   checked: number;
-  evicted: number;
-  evictedBy: Record<Exclude<ReuseReason, 'idle'>, number>;
+  rejected: number;
+  rejectedByReason: Record<Exclude<ReuseReason, 'idle'>, number>;
   unchecked: number;
   lastProbeError: Error | null;
   seen: WeakSet<object>;
@@ -139,8 +139,8 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
     guard.checked += 1;
     publishReuseCheck(pool, reason === 'idle', reason);
     if (reason === 'idle') return;
-    guard.evicted += 1;
-    guard.evictedBy[reason] += 1;
+    guard.rejected += 1;
+    guard.rejectedByReason[reason] += 1;
     pool._idle.pop();
     clearTimeout(item.timeoutId);
     const error = codedError(
@@ -215,8 +215,8 @@ export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): 
   const guard: Guard = {
     policy,
     checked: 0,
-    evicted: 0,
-    evictedBy: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
+    rejected: 0,
+    rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
     unchecked: 0,
     lastProbeError: null,
     seen: new WeakSet(),
@@ -250,8 +250,8 @@ export function guardStats(pool: object): PgGuardStats | null {
   if (guard === undefined) return null;
   return {
     checked: guard.checked,
-    evicted: guard.evicted,
-    evictedBy: { ...guard.evictedBy },
+    rejected: guard.rejected,
+    rejectedByReason: { ...guard.rejectedByReason },
     unchecked: guard.unchecked,
     lastProbeError: guard.lastProbeError,
   };

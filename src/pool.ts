@@ -33,7 +33,7 @@ export interface ValidatorStats {
   /** Of those, found not reusable (the pool then destroys them). */
   readonly rejected: number;
   /** Rejections by reason (`closed`, `dataPending`, `stalled`, `silent`). */
-  readonly rejectedBy: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
+  readonly rejectedByReason: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
 }
 
 /**
@@ -123,7 +123,7 @@ export function createValidator(options?: ValidatorOptions): ConnectionValidator
   }
   let checked = 0;
   let rejected = 0;
-  const rejectedBy: Record<Exclude<ReuseReason, 'idle'>, number> = { closed: 0, dataPending: 0, stalled: 0, silent: 0 };
+  const rejectedByReason: Record<Exclude<ReuseReason, 'idle'>, number> = { closed: 0, dataPending: 0, stalled: 0, silent: 0 };
   const seen = new WeakSet<net.Socket>();
   const validate = ((connection: object): boolean => {
     const socket = socketOf(connection);
@@ -136,13 +136,13 @@ export function createValidator(options?: ValidatorOptions): ConnectionValidator
     publishReuseCheck(owner, reason === 'idle', reason);
     if (reason === 'idle') return true;
     rejected += 1;
-    rejectedBy[reason] += 1;
+    rejectedByReason[reason] += 1;
     return false;
   }) as ConnectionValidator;
   const owner = (ownerOption as object | undefined) ?? validate;
   Object.defineProperty(validate, 'stats', {
     enumerable: true,
-    get: (): ValidatorStats => ({ checked, rejected, rejectedBy: { ...rejectedBy } }),
+    get: (): ValidatorStats => ({ checked, rejected, rejectedByReason: { ...rejectedByReason } }),
   });
   return validate;
 }

@@ -96,9 +96,9 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     // Checked: the first warm-up makes the client, then each round's
     // warm-up and query find an idle one: 1 + 2 × 5 + ... = 11 checks.
     const stats = guardStats(guarded)!;
-    expect(stats).toMatchObject({ checked: 11, evicted: 6, unchecked: 0, lastProbeError: null });
+    expect(stats).toMatchObject({ checked: 11, rejected: 6, unchecked: 0, lastProbeError: null });
     // The server's FATAL waits unread in front of its FIN.
-    expect(stats.evictedBy).toEqual({ closed: 0, dataPending: 6, stalled: 0, silent: 0 });
+    expect(stats.rejectedByReason).toEqual({ closed: 0, dataPending: 6, stalled: 0, silent: 0 });
     // Evicted as pg-pool retires a client: acquired, released with the error, removed.
     await waitFor(() => guardedEvents.remove === 6, 5000, 'the evicted clients to be removed');
     await sleep(200);
@@ -136,7 +136,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(s.ok).toBe(0);
     expect(s.failed).toEqual(Array(4).fill('terminating connection due to administrator command'));
     expect(g).toEqual({ ok: 4, failed: [] });
-    expect(guardStats(guarded)).toMatchObject({ evicted: 4 });
+    expect(guardStats(guarded)).toMatchObject({ rejected: 4 });
   }, 60_000);
 
   it('the driver\'s own error events still fire: a backend killed while the loop is free reaches pool.on(\'error\')', async () => {
@@ -149,7 +149,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     // pg-pool removed it itself: nothing was left for the guard to evict.
     await waitFor(() => guarded.totalCount === 0, 5000, 'pg-pool to remove the client');
     await tally(guarded, { ok: 0, failed: [] });
-    expect(guardStats(guarded)).toMatchObject({ checked: 0, evicted: 0 });
+    expect(guardStats(guarded)).toMatchObject({ checked: 0, rejected: 0 });
   });
 
   it('healthy connections are reused: 200 queries on a pool of 5, nothing evicted, no new connection', async () => {
@@ -176,7 +176,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
       diagnostics.unsubscribe(REUSE_CHECK_CHANNEL, onCheck);
       diagnostics.unsubscribe(CONNECTION_CHANNEL, onConn);
     }
-    expect(guardStats(guarded)).toMatchObject({ checked: 200, evicted: 0, unchecked: 0 });
+    expect(guardStats(guarded)).toMatchObject({ checked: 200, rejected: 0, unchecked: 0 });
     expect(checks).toHaveLength(200);
     expect(checks.every((m) => m.reusable && m.reason === 'idle')).toBe(true);
     expect(conns).toHaveLength(5);
@@ -262,7 +262,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(s.failed).toHaveLength(3);
     expect(g).toEqual({ ok: 3, failed: [] });
     // On TLS the records before the FIN are the server's goodbye: closed.
-    expect(guardStats(guarded)).toMatchObject({ evicted: 3, evictedBy: { closed: 3 } });
+    expect(guardStats(guarded)).toMatchObject({ rejected: 3, rejectedByReason: { closed: 3 } });
   }, 60_000);
 
   it('under reuse.maxSilentMs a client the server has been silent on too long is replaced before use', async () => {
@@ -271,12 +271,12 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     await guarded.query('SELECT 1');
     busyWait(500);
     await tally(guarded, { ok: 0, failed: [] });
-    expect(guardStats(guarded)).toMatchObject({ checked: 1, evicted: 1, evictedBy: { silent: 1 } });
+    expect(guardStats(guarded)).toMatchObject({ checked: 1, rejected: 1, rejectedByReason: { silent: 1 } });
     await waitFor(() => ev.remove === 1, 5000, 'the silent client to be removed');
     expect(ev.releaseErrors[0]).toMatchObject({ code: 'ERR_SOCKSTATE_EVICTED', reason: 'silent' });
     // A fresh client answers at once: no eviction.
     await tally(guarded, { ok: 0, failed: [] });
-    expect(guardStats(guarded)).toMatchObject({ checked: 2, evicted: 1 });
+    expect(guardStats(guarded)).toMatchObject({ checked: 2, rejected: 1 });
     expect(guarded.totalCount).toBe(1);
   });
 
@@ -301,7 +301,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
       });
     });
     expect(viaCallback).toBe(3);
-    expect(guardStats(guarded)).toMatchObject({ evicted: 2 });
+    expect(guardStats(guarded)).toMatchObject({ rejected: 2 });
   });
 });
 
@@ -317,7 +317,7 @@ describe('sockstate/pg: arguments, and clients without a socket', () => {
     // Inherited options are not the caller's.
     const inherited = Object.create({ reuse: { maxSilentMs: -1 } });
     expect(guardPool(pool, inherited)).toBe(pool);
-    expect(guardStats(pool)).toEqual({ checked: 0, evicted: 0, evictedBy: { closed: 0, dataPending: 0, stalled: 0, silent: 0 }, unchecked: 0, lastProbeError: null });
+    expect(guardStats(pool)).toEqual({ checked: 0, rejected: 0, rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 }, unchecked: 0, lastProbeError: null });
     expect(guardStats(new pg.Pool())).toBeNull();
     void pool.end();
   });
@@ -345,7 +345,7 @@ describe('sockstate/pg: arguments, and clients without a socket', () => {
     }
     const pool = guardPool(new pg.Pool({ Client: SocketlessClient as never, max: 1 }));
     for (let i = 0; i < 3; i++) expect((await pool.query('SELECT')).rows).toEqual([{ ok: true }]);
-    expect(guardStats(pool)).toMatchObject({ checked: 0, evicted: 0, unchecked: 2 });
+    expect(guardStats(pool)).toMatchObject({ checked: 0, rejected: 0, unchecked: 2 });
     await pool.end();
   });
 });

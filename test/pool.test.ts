@@ -50,11 +50,11 @@ describe('sockstate/pool: finding the socket', () => {
     const validate = createValidator();
     expect(validate(healthy.client)).toBe(true);
     expect(validate({ stream: closed.client })).toBe(false);
-    expect(validate.stats).toEqual({ checked: 2, rejected: 1, rejectedBy: { closed: 1, dataPending: 0, stalled: 0, silent: 0 } });
+    expect(validate.stats).toEqual({ checked: 2, rejected: 1, rejectedByReason: { closed: 1, dataPending: 0, stalled: 0, silent: 0 } });
     busyWait(120);
     const strict = createValidator({ reuse: { maxSilentMs: 100 } });
     expect(strict(healthy.client)).toBe(false);
-    expect(strict.stats.rejectedBy.silent).toBe(1);
+    expect(strict.stats.rejectedByReason.silent).toBe(1);
     expect(isConnectionReusable(healthy.client)).toBe(true);
     expect(isConnectionReusable(healthy.client, { maxSilentMs: 100 })).toBe(false);
     cleanups.push(() => net.Socket.prototype.destroy.call(healthy.client));
@@ -110,7 +110,7 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       expect(v).toEqual({ ok: 4, failed: [] });
       // tarn validates every acquire, new connections included: per round
       // the warm-up's, the dead one's (the server's FATAL unread) and its replacement's.
-      expect(validate.stats).toEqual({ checked: 12, rejected: 4, rejectedBy: { closed: 0, dataPending: 4, stalled: 0, silent: 0 } });
+      expect(validate.stats).toEqual({ checked: 12, rejected: 4, rejectedByReason: { closed: 0, dataPending: 4, stalled: 0, silent: 0 } });
       expect(checks.map((c) => c.reason)).toEqual(Array(4).fill(['idle', 'dataPending', 'idle']).flat());
     } finally {
       await stock.destroy();
@@ -158,7 +158,7 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       expect(v).toEqual({ ok: 3, failed: [] });
       // generic-pool validates every borrow, new connections included: per
       // round the warm-up's, the dead one's and its replacement's.
-      expect(validate.stats).toEqual({ checked: 9, rejected: 3, rejectedBy: { closed: 0, dataPending: 3, stalled: 0, silent: 0 } });
+      expect(validate.stats).toEqual({ checked: 9, rejected: 3, rejectedByReason: { closed: 0, dataPending: 3, stalled: 0, silent: 0 } });
       expect({ size: validated.size, available: validated.available, borrowed: validated.borrowed }).toEqual({ size: 1, available: 1, borrowed: 0 });
     } finally {
       await stock.drain();
