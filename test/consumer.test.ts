@@ -138,6 +138,28 @@ describe('installed with --ignore-scripts and no compiler', () => {
     expect(r.stdout).toContain("Node says: open | sockstate says: {\n  status: 'peerClosed',\n  tcpState: 'CLOSE_WAIT',");
   });
 
+  it('examples/check-install.js: the native probe is loaded', () => {
+    fs.copyFileSync(path.join(root, 'examples', 'check-install.js'), path.join(app, 'check-install.js'));
+    expect(run(['check-install.js'])).toEqual({ status: 0, stdout: 'sockstate: native probe loaded', stderr: '' });
+  });
+
+  it('examples/esm-import.mjs: named and default imports from ESM', () => {
+    fs.copyFileSync(path.join(root, 'examples', 'esm-import.mjs'), path.join(app, 'esm-import.mjs'));
+    expect(run(['esm-import.mjs'])).toEqual({ status: 0, stdout: 'closed true', stderr: '' });
+  });
+
+  // The .d.ts without skipLibCheck, for every target, is test/package.test.ts's.
+  it('examples/default-import.ts: compiled to CommonJS without esModuleInterop, runs', () => {
+    fs.copyFileSync(path.join(root, 'examples', 'default-import.ts'), path.join(app, 'default-import.ts'));
+    const types = path.join(app, 'node_modules', '@types');
+    if (!fs.existsSync(types)) fs.symlinkSync(path.join(root, 'node_modules', '@types'), types, 'dir');
+    const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    const compiled = run([tsc, '--strict', '--skipLibCheck', '--module', 'commonjs', '--target', 'es2022', '--types', 'node', '--outDir', 'out', 'default-import.ts']);
+    expect(compiled).toEqual({ status: 0, stdout: '', stderr: '' });
+    expect(fs.readFileSync(path.join(app, 'out', 'default-import.js'), 'utf8')).toContain('sockstate_1.default.connectionState');
+    expect(run(['out/default-import.js'])).toEqual({ status: 0, stdout: 'closed flags\nno fd yet: ERR_SOCKSTATE_NO_FD', stderr: '' });
+  }, 120_000);
+
   it('named and default imports from ESM', () => {
     const r = run([
       '--input-type=module',
@@ -168,6 +190,17 @@ describe('where no prebuilt binary can load', () => {
       message: `tcpInfo() needs the native probe, which is not available: ${reason}`,
       // The folders searched sit on the cause, not in the message.
       paths: [path.join(pkgDir, 'build', 'Release'), path.join(pkgDir, 'build', 'Debug'), path.join(pkgDir, 'prebuilds', tuple)],
+    });
+  });
+
+  it('examples/check-install.js says why, and the command', () => {
+    fs.copyFileSync(path.join(root, 'examples', 'check-install.js'), path.join(app, 'check-install.js'));
+    expect(run(['check-install.js'], { env: { LIBC: 'musl' } })).toEqual({
+      status: 0,
+      stdout:
+        `sockstate: answering from socket flags only. sockstate has no prebuilt native probe for ${tuple} with musl libc, ` +
+        'and none was built from source. Build it (needs Python 3, make and a C++ compiler) with: node node_modules/sockstate/scripts/build.js',
+      stderr: '',
     });
   });
 
