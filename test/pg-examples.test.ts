@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,44 @@ import { type Postgres, postgresAvailable, startPostgres } from './helpers/postg
 // PostgreSQL: the README quotes their output, so it must stay true.
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
+
+const PG_OUTPUT = [
+  'stock: failed: terminating connection due to idle-session timeout (57P05)',
+  'guarded: still here',
+  'guard: checked 1, rejected 1 { closed: 0, dataPending: 1, stalled: 0, silent: 0 }',
+];
+const KNEX_OUTPUT = [
+  "stock: failed: SELECT 'still here' AS answer - terminating connection due to idle-session timeout",
+  'validated: still here',
+  'validator: {',
+  '  checked: 3,',
+  '  rejected: 1,',
+  '  rejectedByReason: { closed: 0, dataPending: 1, stalled: 0, silent: 0 }',
+  '}',
+];
+
+/** The fenced blocks of one README guide, as [language, text]. */
+function guideBlocks(heading: string): string[][] {
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const start = readme.indexOf(`${heading}\n`);
+  expect(start).toBeGreaterThanOrEqual(0);
+  const guide = readme.slice(start, readme.indexOf('\n### ', start + 1));
+  return [...guide.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((m) => [m[1]!, m[2]!]);
+}
+
+describe('README: the pg and knex guides quote the examples and their output', () => {
+  it('Guarding a pg pool', () => {
+    const blocks = guideBlocks('### Guarding a pg pool');
+    expect(blocks[0]).toEqual(['js', fs.readFileSync(path.join(root, 'examples', 'pg-guard.js'), 'utf8')]);
+    expect(blocks[1]).toEqual(['text', `${PG_OUTPUT.join('\n')}\n`]);
+  });
+
+  it('Validating with knex and generic-pool', () => {
+    const blocks = guideBlocks('### Validating with knex and generic-pool');
+    expect(blocks[0]).toEqual(['js', fs.readFileSync(path.join(root, 'examples', 'knex-validate.js'), 'utf8')]);
+    expect(blocks[1]).toEqual(['text', `${KNEX_OUTPUT.join('\n')}\n`]);
+  });
+});
 
 describe.runIf(native !== null && postgresAvailable())('examples/ for pg and knex', () => {
   let server: Postgres;
@@ -26,22 +65,10 @@ describe.runIf(native !== null && postgresAvailable())('examples/ for pg and kne
   }
 
   it('pg-guard.js: the stock pool fails on the ended session, the guarded one does not', async () => {
-    expect(await example('pg-guard.js')).toEqual([
-      'stock: failed: terminating connection due to idle-session timeout (57P05)',
-      'guarded: still here',
-      'guard: checked 1, rejected 1 { closed: 0, dataPending: 1, stalled: 0, silent: 0 }',
-    ]);
+    expect(await example('pg-guard.js')).toEqual(PG_OUTPUT);
   });
 
   it('knex-validate.js: knex with the validator replaces the dead connection', async () => {
-    expect(await example('knex-validate.js')).toEqual([
-      'stock: failed: SELECT \'still here\' AS answer - terminating connection due to idle-session timeout',
-      'validated: still here',
-      'validator: {',
-      '  checked: 3,',
-      '  rejected: 1,',
-      '  rejectedByReason: { closed: 0, dataPending: 1, stalled: 0, silent: 0 }',
-      '}',
-    ]);
+    expect(await example('knex-validate.js')).toEqual(KNEX_OUTPUT);
   });
 });
