@@ -9,6 +9,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck, reuseCheckChannel } from './channel';
+import { invalidArgType } from './errors';
 import { native, unsupported } from './native';
 import { checkReusableWith, isReusable, type ReuseOptions, type ReusePolicy, reusePolicy } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
@@ -35,8 +36,9 @@ const guards = new WeakMap<http.Agent, Guard>();
 
 function guardOf(agent: http.Agent): Guard {
   const guard = guards.get(agent);
-  // Only reachable by calling a method on an object that is no sockstate agent.
-  if (guard === undefined) throw new TypeError('not a sockstate Agent or HttpsAgent');
+  // Only reachable by calling a method with a `this` that is no sockstate
+  // agent (Agent.prototype.addRequest.call(other, ...)).
+  if (guard === undefined) throw invalidArgType('this', 'an instance of Agent or HttpsAgent', agent);
   return guard;
 }
 

@@ -211,3 +211,17 @@ describe('Agent TCP tuning options are validated when the agent is made', () => 
     expect(() => new Agent({ userTimeoutMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_SOCKSTATE_UNSUPPORTED' }));
   });
 });
+
+describe('methods called on something that is not a sockstate agent', () => {
+  it('throw ERR_INVALID_ARG_TYPE naming `this`', () => {
+    const stock = new http.Agent();
+    try {
+      for (const Ctor of [Agent, HttpsAgent]) {
+        const getter = Object.getOwnPropertyDescriptor(Ctor.prototype, 'staleSocketsDestroyed')!.get!;
+        expect(() => getter.call(stock)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"this"') }));
+      }
+    } finally {
+      stock.destroy();
+    }
+  });
+});
