@@ -1,0 +1,22 @@
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+// The README's metrics example, run as users run it: the README quotes its
+// output, so it must stay true.
+const run = promisify(execFile);
+const root = path.join(__dirname, '..');
+
+describe('examples/metrics-server.js', () => {
+  it('prints the counts by status, byte counters and RTT count the README quotes', async () => {
+    const { stdout } = await run(process.execPath, [path.join('examples', 'metrics-server.js')], { cwd: root, timeout: 15_000 });
+    expect(stdout.trimEnd().split('\n')).toEqual([
+      'sockstate_connections{role="server",scope="echo",status="open"} 2',
+      'sockstate_connections{role="server",scope="echo",status="peerClosed"} 1',
+      'sockstate_tcp_bytes_sent_total{role="server",scope="echo"} 18',
+      'sockstate_tcp_bytes_received_total{role="server",scope="echo"} 19',
+      'sockstate_tcp_rtt_seconds_count{role="server",scope="echo"} 3',
+    ]);
+  });
+});
