@@ -437,8 +437,10 @@ describe('reuse options', () => {
   }
 
   it.each([
-    ['Agent', () => new Agent({ reuse: { maxSilentMs: 150 } }), http],
-    ['HttpsAgent', () => new HttpsAgent({ reuse: { maxSilentMs: 150 } }), https],
+    // keepAliveMsecs 10 s: no keepalive probe (whose ACK counts as a sign
+    // of life) within the test.
+    ['Agent', () => new Agent({ keepAliveMsecs: 10_000, reuse: { maxSilentMs: 500 } }), http],
+    ['HttpsAgent', () => new HttpsAgent({ keepAliveMsecs: 10_000, reuse: { maxSilentMs: 500 } }), https],
   ] as const)('%s: maxSilentMs evicts a free socket whose peer has been silent longer, and keeps a fresh one', async (_name, make, client) => {
     const server =
       client === https
@@ -453,10 +455,9 @@ describe('reuse options', () => {
     const second = await get(agent, server.port, client, extra);
     expect(second).toMatchObject({ ok: true, reused: true, localPort: first.localPort });
     await settle();
-    // The server stays connected but sends nothing, not even a keepalive
-    // ACK (Node's agent probes after 1 s idle): by the kernel's clocks the
-    // peer is silent for longer than 150 ms.
-    await sleep(400);
+    // The server stays connected but sends nothing: by the kernel's clocks
+    // the peer is silent for longer than 500 ms.
+    await sleep(1200);
     const third = await get(agent, server.port, client, extra);
     expect(third).toMatchObject({ ok: true, reused: false });
     expect(third.localPort).not.toBe(first.localPort);
@@ -469,7 +470,7 @@ describe('reuse options', () => {
 
   it('a socket handed to a queued request is judged by the same options', async () => {
     const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
-    const agent = track(new Agent({ maxSockets: 1, reuse: { maxSilentMs: 150 } }));
+    const agent = track(new Agent({ maxSockets: 1, reuse: { maxSilentMs: 500 } }));
     const checks = subscribeChecks();
     // Healthy: the peer has just answered, each hand-off is reusable.
     const runs = await Promise.all([get(agent, server.port), get(agent, server.port), get(agent, server.port)]);
