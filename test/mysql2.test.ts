@@ -213,6 +213,33 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
     }
   }, 60_000);
 
+  it('checkout moves past rejected connections to the next free one before opening a new one', async () => {
+    for (const flavour of ['callback', 'promise'] as const) {
+      const options = { host: db.host, port: db.port, user: db.user, connectionLimit: 3 };
+      const pool: AnyPool = guardPool(flavour === 'callback' ? mysql.createPool(options) : mysqlPromise.createPool(options));
+      let opened = 0;
+      corePool(pool).on('connection', () => opened++);
+      try {
+        // Three at once: three connections, then all three free.
+        expect(await Promise.all([1, 2, 3].map(() => run(pool, 'query', 'SELECT SLEEP(0.05)')))).toEqual([null, null, null]);
+        const free = freeConnections(pool);
+        expect(free).toHaveLength(3);
+        await sleep(10);
+        // mysql2 takes the most recently freed first: kill those two.
+        killWhileBusy(db, free.slice(1));
+        const id = await new Promise<number>((resolve, reject) =>
+          corePool(pool).query('SELECT CONNECTION_ID() AS id', (err, rows) => (err ? reject(err) : resolve((rows as { id: number }[])[0]!.id))),
+        );
+        expect(id).toBe(free[0]!.threadId);
+        expect(opened).toBe(3);
+        expect(internals(pool)._allConnections.length).toBe(1);
+        expect(guardStats(pool)).toEqual({ checked: 3, rejected: 2, rejectedByReason: { closed: 2, dataPending: 0, silent: 0, stalled: 0 } });
+      } finally {
+        await end(pool);
+      }
+    }
+  });
+
   it('over a Unix socket (socketPath) as well: the stock pool fails, the guarded pool does not', async () => {
     const list: Subject[] = [false, true].map((guarded) => {
       const pool = mysql.createPool({ socketPath: db.socketPath, user: db.user, connectionLimit: 1 });
