@@ -468,6 +468,22 @@ describe('reuse options', () => {
     ]);
   });
 
+  it("a live peer that answers the agent's keepalive probes is never silent", async () => {
+    // Node's agent probes an idle socket after keepAliveMsecs (1 s) and then
+    // every 1 s; the peer's kernel answers, and its ACKs count as signs of
+    // life. Idle for 4 s, the socket was never silent for 2.5 s.
+    const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
+    const agent = track(new Agent({ reuse: { maxSilentMs: 2500 } }));
+    const checks = subscribeChecks();
+    const first = await get(agent, server.port);
+    await settle();
+    await sleep(4000);
+    const next = await get(agent, server.port);
+    expect(next).toMatchObject({ ok: true, reused: true, localPort: first.localPort });
+    expect(checks).toEqual([{ owner: agent, reusable: true, reason: 'idle' }]);
+    expect(agent.staleSocketsDestroyed).toBe(0);
+  });
+
   it('a socket handed to a queued request is judged by the same options', async () => {
     const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
     const agent = track(new Agent({ maxSockets: 1, reuse: { maxSilentMs: 500 } }));
