@@ -39,14 +39,20 @@ export type { Target } from './target';
 export type { TcpInfo } from './tcp-info';
 
 /**
- * True when the native probe is loaded (Linux with the addon built). When
+ * True when the native probe is loaded: on Linux, a build from source in
+ * build/Release or else the prebuilt binary shipped for the platform. When
  * false, {@link connectionState} answers from socket flags
  * (`source: 'flags'`) and the kernel-only calls throw
  * `ERR_SOCKSTATE_UNSUPPORTED`.
  */
 export const supported: boolean = kernel !== null;
 
-/** Why the native probe is not loaded, or `null` when it is. */
+/**
+ * Why the native probe is not loaded, or `null` when it is: one or two
+ * sentences saying what is missing and the one command that fixes it (the
+ * same text ends every `ERR_SOCKSTATE_UNSUPPORTED` message, whose
+ * `cause.paths` lists the folders searched).
+ */
 export const unsupportedReason: string | null = loadError === null ? null : loadError.message;
 
 /**
