@@ -223,7 +223,7 @@ function install(pool: CorePool, guard: Guard): void {
       } catch (err) {
         // A check that fails (a system error from the kernel) fails the
         // checkout it was made for, as in getConnection; the connection
-        // stays in the pool and is checked again at its next checkout.
+        // is then released as mysql2 would release it.
         process.nextTick(pool._connectionQueue.shift()!, err as Error);
         reason = null;
       }
@@ -237,15 +237,18 @@ function install(pool: CorePool, guard: Guard): void {
     return Reflect.apply(releaseConnection, this, [connection]);
   });
 
-  pool.on('connection', (connection: PoolConnection) => {
-    if (typeof connection === 'object' && connection !== null && typeof connection.stream === 'object' && connection.stream !== null) {
-      publishConnection(guard.owner, connection.stream);
-    }
-  });
-  for (let i = 0; i < pool._allConnections.length; i++) {
-    const stream = pool._allConnections.get(i)?.stream;
-    if (typeof stream === 'object' && stream !== null) publishConnection(guard.owner, stream);
-  }
+  // Each connection once: those already open when the pool is guarded,
+  // and each one it opens later (one still connecting now is among both).
+  const announced = new WeakSet<object>();
+  const announce = (connection: PoolConnection | undefined) => {
+    if (typeof connection !== 'object' || connection === null || announced.has(connection)) return;
+    const stream = connection.stream;
+    if (typeof stream !== 'object' || stream === null) return;
+    announced.add(connection);
+    publishConnection(guard.owner, stream);
+  };
+  pool.on('connection', announce);
+  for (let i = 0; i < pool._allConnections.length; i++) announce(pool._allConnections.get(i));
 }
 
 /**

@@ -466,6 +466,19 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
       const opened = connections.filter((m) => m.owner === pool);
       expect(opened).toHaveLength(1);
       expect(opened[0]!.socket).toBe(freeConnections(pool)[0]!.stream);
+
+      // A pool guarded after it opened a connection announces that one at
+      // once, and only once.
+      const late = mysql.createPool({ host: db.host, port: db.port, user: db.user, connectionLimit: 2 });
+      try {
+        expect(await run(late, 'query')).toBeNull();
+        const existing = freeConnections(late)[0]!.stream;
+        guardPool(late);
+        for (let i = 0; i < 2; i++) expect(await run(late, 'query')).toBeNull();
+        expect(connections.filter((m) => m.owner === late)).toEqual([{ owner: late, socket: existing }]);
+      } finally {
+        await end(late);
+      }
     } finally {
       reuseCheckChannel.unsubscribe(onCheck);
       connectionChannel.unsubscribe(onConnection);
