@@ -16,7 +16,7 @@ describe.runIf(available)('sockstate/prometheus scraped by a real Prometheus', (
     s.on('error', () => {});
     s.resume();
   });
-  const metricsServer = http.createServer((req, res) => {
+  const metricsServer = http.createServer((_req, res) => {
     registry.metrics().then(
       (body) => {
         res.setHeader('Content-Type', registry.contentType);
