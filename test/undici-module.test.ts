@@ -46,6 +46,13 @@ describe('examples/fetch.js', () => {
   });
 });
 
+describe('examples/fetch-retry.js', () => {
+  it('the retry interceptor composed with the guarded Agent sends a GET again after a reset', async () => {
+    const { stdout } = await run(process.execPath, [path.join('examples', 'fetch-retry.js')], { cwd: root, timeout: 20_000 });
+    expect(stdout).toBe('200 ok (the server saw 2 requests)\n');
+  });
+});
+
 describe('sockstate/undici', () => {
   it('requiring it loads no undici and leaves the global dispatcher unset; the first Agent loads undici, which installs its own stock Agent', async () => {
     const out = await node(`
