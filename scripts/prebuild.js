@@ -175,7 +175,7 @@ function main(argv) {
   if (failed) process.exitCode = 1;
 }
 
-module.exports = { prebuildPath, inspectBinary, check, compareVersions, GLIBC_FLOOR, TARGETS };
+module.exports = { prebuildPath, upToDate, inspectBinary, check, compareVersions, GLIBC_FLOOR, TARGETS };
 
 if (require.main === module) {
   try {
