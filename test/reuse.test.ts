@@ -5,11 +5,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tty from 'node:tty';
 import { connectionState, setKeepAlive, tcpInfo } from '../src/index';
 import { native } from '../src/native';
 import { checkReusable, isReusable, type ReuseOptions } from '../src/reuse';
+import { createNetns, isRoot, type Netns, type NetnsServer } from './helpers/netns';
 import { busyWait, perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 
 // Kernel-only: the facts the fast path of isReusable rests on, and TLS.
@@ -351,5 +352,62 @@ describe.runIf(native !== null)('ReuseOptions: silence by the kernel clocks, and
     chatty.peer.write('bye');
     spinUntil(() => connectionState(chatty.client).unreadBytes === 3, 'the bytes');
     expect(verdictWith(chatty.client, { maxSilentMs: 1 })).toMatchObject({ reusable: false, reason: 'dataPending' });
+  });
+});
+
+describe.runIf(native !== null && isRoot)('ReuseOptions on a link cut in a network namespace (a silent drop, as a NAT gateway does)', () => {
+  let ns: Netns;
+  let server: NetnsServer;
+  const sockets: net.Socket[] = [];
+  beforeAll(async () => {
+    ns = createNetns();
+    server = await ns.startServer();
+  });
+  afterEach(() => {
+    ns.restore();
+    // An RST into the void: nothing keeps retransmitting after the test.
+    for (const s of sockets.splice(0)) if (!s.destroyed) s.resetAndDestroy();
+  });
+  afterAll(() => {
+    ns?.destroy();
+  });
+
+  async function connect(): Promise<net.Socket> {
+    const socket = net.connect({ host: server.host, port: server.port });
+    socket.on('error', () => {});
+    sockets.push(socket);
+    await once(socket, 'connect');
+    return socket;
+  }
+
+  it('a request the kernel is retransmitting: idle to the plain check, stalled under options', async () => {
+    const socket = await connect();
+    ns.cut();
+    socket.write('x'.repeat(100));
+    await waitFor(() => tcpInfo(socket).retransmits > 0, 10_000, 'a retransmission');
+    expect(connectionState(socket)).toMatchObject({ status: 'open', stalled: true, unackedBytes: 100 });
+    // What the plain check cannot see (documented): poll says POLLOUT.
+    expect(checkReusable(socket)).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(isReusable(socket)).toBe(true);
+    for (const options of [{}, { maxSilentMs: 60_000 }] satisfies ReuseOptions[]) {
+      expect(checkReusable(socket, options)).toMatchObject({ reusable: false, reason: 'stalled', state: { status: 'open' } });
+      expect(isReusable(socket, options)).toBe(false);
+    }
+    expect(checkReusable(socket, { allowStalled: true })).toMatchObject({ reusable: true, reason: 'idle' });
+  });
+
+  it('keepalive probes into a silent drop: unanswered probes are stalled, and the silence grows though probes go out', async () => {
+    const socket = await connect();
+    setKeepAlive(socket, { idleMs: 1000, intervalMs: 1000, count: 9 });
+    ns.cut();
+    await waitFor(() => tcpInfo(socket).probes > 0, 10_000, 'an unanswered keepalive probe');
+    const info = tcpInfo(socket);
+    expect(Math.min(info.lastDataRecv, info.lastAckRecv)).toBeGreaterThan(1000);
+    expect(checkReusable(socket)).toMatchObject({ reusable: true, reason: 'idle', state: { status: 'open' } });
+    expect(checkReusable(socket, {})).toMatchObject({ reusable: false, reason: 'stalled' });
+    const silent = checkReusable(socket, { allowStalled: true, maxSilentMs: 1000 });
+    expect(silent).toMatchObject({ reusable: false, reason: 'silent', state: { status: 'open', stalled: true } });
+    expect(silent.silentMs).toBeGreaterThan(1000);
+    expect(isReusable(socket, { allowStalled: true, maxSilentMs: 1000 })).toBe(false);
   });
 });
