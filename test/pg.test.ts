@@ -139,6 +139,26 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(guardStats(guarded)).toMatchObject({ rejected: 4 });
   }, 60_000);
 
+  it('every idle client dead and more checkouts waiting than clients: each is evicted once, every query succeeds, the counts stay right', async () => {
+    const guarded = guardPool(newPool({ max: 3, application_name: 'all-victims' }));
+    const ev = events(guarded);
+    await Promise.all(Array.from({ length: 3 }, () => guarded.query('SELECT pg_sleep(0.05)')));
+    expect({ total: guarded.totalCount, idle: guarded.idleCount }).toEqual({ total: 3, idle: 3 });
+    expect(adminSync("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'all-victims'").trim()).toBe('3');
+    busyWait(200);
+    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => guarded.query('SELECT $1::int AS i', [i]).then((r) => r.rows[0].i as number)));
+    expect(results).toEqual([0, 1, 2, 3, 4]);
+    expect(guardStats(guarded)).toMatchObject({ rejected: 3, rejectedByReason: { dataPending: 3 } });
+    await waitFor(() => ev.remove === 3, 5000, 'the three evicted clients to be removed');
+    expect({ connect: ev.connect, error: ev.error, total: guarded.totalCount, idle: guarded.idleCount, waiting: guarded.waitingCount }).toEqual({
+      connect: 6,
+      error: 0,
+      total: 3,
+      idle: 3,
+      waiting: 0,
+    });
+  });
+
   it('the driver\'s own error events still fire: a backend killed while the loop is free reaches pool.on(\'error\')', async () => {
     const guarded = guardPool(newPool({ application_name: 'free-victim' }));
     const ev = events(guarded);
