@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import * as http from 'node:http';
+import { Agent } from '../src/agent';
 import { publishConnection, publishReuseCheck } from '../src/channel';
 import { collectTcpMetrics, type TcpMetricsTracker } from '../src/prometheus';
 import { caught } from './helpers/errors';
@@ -234,6 +236,28 @@ describe('collectTcpMetrics: guards and reuse checks', () => {
     expect(valueOf(samples, 'sockstate_reuse_checks_total', { scope: 'db', result: 'idle' })).toBe(2);
     expect(valueOf(samples, 'sockstate_reuse_checks_total', { scope: 'db', result: 'closed' })).toBe(1);
     expect(samples.get('sockstate_reuse_checks_total')).toHaveLength(2);
+  });
+
+  it('tracks the connections and reuse checks of a sockstate HTTP Agent', async () => {
+    const { registry, tracker } = tracked();
+    const web = http.createServer((_req, res) => res.end('ok'));
+    cleanups.push(() => web.close());
+    const port = await listen(web);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanups.push(() => agent.destroy());
+    tracker.track(agent, { scope: 'upstream' });
+    const get = () =>
+      new Promise<number>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, agent }, (res) => res.resume().on('end', () => resolve(res.statusCode!))).on('error', reject);
+      });
+    expect([await get(), await get(), await get()]).toEqual([200, 200, 200]);
+
+    const samples = await scrape(registry);
+
+    expect(tracker.size).toBe(1);
+    expect(statuses(samples, 'client', 'upstream')).toEqual({ open: 1 });
+    expect(valueOf(samples, 'sockstate_reuse_checks_total', { scope: 'upstream', result: 'idle' })).toBe(2);
+    expect(valueOf(samples, 'sockstate_tcp_bytes_received_total', { role: 'client', scope: 'upstream' })).toBeGreaterThan(0);
   });
 
   it('tracks a socket announced while still connecting once it connects', async () => {
