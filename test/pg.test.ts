@@ -285,6 +285,25 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(guardStats(guarded)).toMatchObject({ rejected: 3, rejectedByReason: { closed: 3 } });
   }, 60_000);
 
+  it('over a Unix-domain socket (host = the socket directory) the guard works the same', async () => {
+    const options = '-c idle_session_timeout=1000';
+    const stock = newPool({ host: server.dir, options });
+    const guarded = guardPool(newPool({ host: server.dir, options }));
+    events(stock);
+    events(guarded);
+    const s: Tally = { ok: 0, failed: [] };
+    const g: Tally = { ok: 0, failed: [] };
+    for (let round = 0; round < 2; round++) {
+      await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
+      busyWait(1800);
+      await Promise.all([tally(stock, s), tally(guarded, g)]);
+    }
+    expect(s.ok).toBe(0);
+    expect(s.failed).toHaveLength(2);
+    expect(g).toEqual({ ok: 2, failed: [] });
+    expect(guardStats(guarded)).toMatchObject({ rejected: 2, rejectedByReason: { dataPending: 2 }, unchecked: 0 });
+  }, 60_000);
+
   it('under reuse.maxSilentMs a client the server has been silent on too long is replaced before use', async () => {
     const guarded = guardPool(newPool(), { reuse: { maxSilentMs: 300 } });
     const ev = events(guarded);
