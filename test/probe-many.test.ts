@@ -150,8 +150,8 @@ describe('probeMany', () => {
     expect(sparse.message).toContain('"targets[1]"');
   });
 
-  it.skipIf(fdLimit() < 1400)('sweeps 1,000 connections to a peer process: open, peerClosed, reset', async () => {
-    const N = 1000;
+  it.skipIf(fdLimit() < 5400)('sweeps 5,000 connections to a peer process: open, peerClosed, reset', async () => {
+    const N = 5000;
     const peer = await startHolder();
     const clients: net.Socket[] = [];
     cleanups.push(() => {
