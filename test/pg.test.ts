@@ -93,8 +93,8 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(s.ok).toBe(0);
     expect(s.failed).toEqual(Array(6).fill('terminating connection due to idle-session timeout'));
     expect(g).toEqual({ ok: 6, failed: [] });
-    // Checked: the first warm-up makes the client, then each round's
-    // warm-up and query find an idle one: 1 + 2 × 5 + ... = 11 checks.
+    // The first warm-up opens the client; every later checkout finds an
+    // idle one: 6 queries after the pause and 5 warm-ups, 11 checks.
     const stats = guardStats(guarded)!;
     expect(stats).toMatchObject({ checked: 11, rejected: 6, unchecked: 0, lastProbeError: null });
     // The server's FATAL waits unread in front of its FIN.
