@@ -311,9 +311,11 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
     await waitFor(() => handle.connections === 1);
     expect(Object.hasOwn(s.accepted[0]!, '_destroy')).toBe(true);
     expect((await registry.getMetricsAsJSON()).map((m) => m.name)).toContain('app_sockstate_tcp_rtt_seconds');
+    const closeListeners = s.accepted[0]!.listenerCount('close');
 
     tracker.stop();
 
+    expect(s.accepted[0]!.listenerCount('close')).toBe(closeListeners - 1);
     expect(await registry.getMetricsAsJSON()).toEqual([]);
     expect(s.server.listenerCount('connection')).toBe(listeners);
     expect(Object.hasOwn(s.accepted[0]!, '_destroy')).toBe(false);
@@ -321,6 +323,25 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
     expect(caught(() => tracker.track(s.server))).toMatchObject({ code: 'ERR_SOCKSTATE_TRACKER_STOPPED' });
     // The same registry takes a new tracker.
     collectTcpMetrics({ register: registry, prefix: 'app_' }).stop();
+  });
+
+  it('two trackers of one connection each count its final figures once', async () => {
+    const one = tracked();
+    const two = tracked({ prefix: 'two_' });
+    const s = await server();
+    one.tracker.track(s.server, { scope: 'x' });
+    two.tracker.track(s.server, { scope: 'x' });
+    const client = await connect(s.port);
+    client.write(Buffer.alloc(10));
+    await waitFor(() => s.accepted[0]?.bytesRead === 10);
+    s.accepted[0]!.destroy();
+    await waitFor(() => one.tracker.size === 0 && two.tracker.size === 0);
+    const a = await scrape(one.registry);
+    const b = await scrape(two.registry);
+    expect(valueOf(a, 'sockstate_connections_closed_total', { scope: 'x' })).toBe(1);
+    expect(valueOf(b, 'two_sockstate_connections_closed_total', { scope: 'x' })).toBe(1);
+    expect(valueOf(a, 'sockstate_tcp_bytes_received_total', { scope: 'x' })).toBe(10);
+    expect(valueOf(b, 'two_sockstate_tcp_bytes_received_total', { scope: 'x' })).toBe(10);
   });
 
   it('a handle stops one target only', async () => {

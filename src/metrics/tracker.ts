@@ -107,6 +107,15 @@ const destroyHook = Symbol('sockstate.metrics.destroy');
 type Destroy = (this: net.Socket, error: Error | null, callback: (error?: Error | null) => void) => void;
 type Hooked = net.Socket & { [destroyHook]?: { original: Destroy; hadOwn: boolean; wrapper: Destroy } };
 
+// One 'close' listener for every tracked socket (`this` is the socket),
+// and the trackers that track it: a safety net, since a socket whose handle
+// closed without passing _destroy (which Node never does) must not hold
+// its slot forever.
+const trackersOf = new WeakMap<net.Socket, TcpTracker[]>();
+function closeListener(this: net.Socket): void {
+  for (const tracker of trackersOf.get(this) ?? []) tracker.forget(this);
+}
+
 /** Status index per kernel state number (CLOSE resolved per row). */
 function statusTable(names: readonly (string | undefined)[]): Int8Array {
   const table = new Int8Array(Math.max(names.length, 16)).fill(TRACKED_STATUSES.indexOf('unknown'));
@@ -158,6 +167,11 @@ export class TcpTracker {
   private readonly one = new Int32Array(1);
   private readonly finalRow: Float64Array;
   private readonly status: Int8Array;
+  private readonly S: NonNullable<typeof native>['sampleSlots'] | null;
+  private readonly stateClose: number;
+  private readonly stateEstablished: number;
+  private readonly pollErr: number;
+
   private readonly onConnection = (message: unknown): void => this.adopt(message as ConnectionMessage);
   private readonly onReuseCheck = (message: unknown): void => this.countCheck(message as ReuseCheckMessage);
   private rttLog: Float64Array | null = null;
@@ -175,6 +189,10 @@ export class TcpTracker {
     this.maxSilentMs = checkMs(own(opts, 'maxSilentMs'), 'options.maxSilentMs', 60_000);
     this.finalRow = new Float64Array(native === null ? 0 : native.sampleSlots.COUNT);
     this.status = statusTable(native === null ? [] : native.tcpStates);
+    this.S = native === null ? null : native.sampleSlots;
+    this.stateClose = native === null ? -1 : native.tcpStates.indexOf('CLOSE');
+    this.stateEstablished = native === null ? -1 : native.tcpStates.indexOf('ESTABLISHED');
+    this.pollErr = native === null ? 0 : native.pollFlags.POLLERR;
   }
 
   /** The aggregates, one per (role, scope) pair tracked so far. */
@@ -213,6 +231,12 @@ export class TcpTracker {
       if (i > 0 && i % chunk === 0) await yieldToLoop();
       fn(groups[i]!, values[i]!);
     }
+  }
+
+  /** Forgets a socket whose handle closed without passing `_destroy`; no final figures. */
+  forget(socket: net.Socket): void {
+    const slot = this.slotOf.get(socket);
+    if (slot !== undefined) this.untrack(socket, slot);
   }
 
   /** Connections tracked now. */
@@ -380,6 +404,13 @@ export class TcpTracker {
     this.slotOf.set(socket, slot);
     record.sockets.add(socket);
     this.hook(socket as Hooked);
+    const trackers = trackersOf.get(socket);
+    if (trackers === undefined) {
+      trackersOf.set(socket, [this]);
+      socket.on('close', closeListener);
+    } else {
+      trackers.push(this);
+    }
   }
 
   private hook(socket: Hooked): void {
@@ -420,6 +451,15 @@ export class TcpTracker {
 
   private untrack(socket: net.Socket, slot: number): void {
     this.unhook(socket as Hooked);
+    const trackers = trackersOf.get(socket);
+    if (trackers !== undefined) {
+      const i = trackers.indexOf(this);
+      if (i >= 0) trackers.splice(i, 1);
+      if (trackers.length === 0) {
+        trackersOf.delete(socket);
+        socket.off('close', closeListener);
+      }
+    }
     this.handleOfSlot[slot]?.sockets.delete(socket);
     this.slotOf.delete(socket);
     this.release(slot);
@@ -474,7 +514,7 @@ export class TcpTracker {
   // also the gauges and one RTT observation; at close an RTT observation
   // only for a connection no sweep has seen.
   private apply(slot: number, rows: Float64Array, base: number, sweep: boolean): void {
-    const S = native!.sampleSlots;
+    const S = this.S!;
     const group = this.groupList[this.groupOf[slot]!]!;
     const p = slot * PREV;
     const prev = this.prev;
@@ -503,8 +543,8 @@ export class TcpTracker {
     if (sweep) {
       const state = rows[base + S.STATE]!;
       let status = this.status[state] ?? UNKNOWN;
-      if (state === 7 /* CLOSE */) {
-        const pendingError = (rows[base + S.REVENTS]! & native!.pollFlags.POLLERR) !== 0;
+      if (state === this.stateClose) {
+        const pendingError = (rows[base + S.REVENTS]! & this.pollErr) !== 0;
         const name = tcpStatus('CLOSE', pendingError, rows[base + S.STALLED] === 1);
         status = TRACKED_STATUSES.indexOf(name as TrackedStatus);
       }
@@ -512,7 +552,7 @@ export class TcpTracker {
       group.retransNow += rows[base + S.RETRANS]!;
       group.lostNow += rows[base + S.LOST]!;
       if (
-        state === 1 /* ESTABLISHED */ &&
+        state === this.stateEstablished &&
         Math.min(rows[base + S.LAST_ACK_RECV]!, rows[base + S.LAST_DATA_RECV]!) > this.maxSilentMs
       ) {
         group.silentNow++;
