@@ -14,18 +14,11 @@
  */
 import * as net from 'node:net';
 import { publishConnection, publishReuseCheck } from './channel';
-import { invalidArgType } from './errors';
-import {
-  checkReusableWith,
-  isReusableWith,
-  type ReuseOptions,
-  type ReusePolicy,
-  type ReuseReason,
-  reusePolicy,
-} from './reuse';
+import { invalidArgType, invalidArgValue } from './errors';
+import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
 
 /** Options for {@link guardPool}. */
-export interface GuardPoolOptions {
+export interface Mysql2GuardOptions {
   /**
    * Stricter reuse rules: also reject connections whose peer has been
    * silent too long (`maxSilentMs`) or on which the kernel is
@@ -35,26 +28,28 @@ export interface GuardPoolOptions {
   readonly reuse?: ReuseOptions;
 }
 
-/** Why the guard rejected connections, by {@link ReuseReason}. */
-export interface RejectedByReason {
-  /** Closed or reset by the server, or with an error pending. */
-  readonly closed: number;
-  /** Holding bytes nobody asked for (such as the server's goodbye packet). */
-  readonly dataPending: number;
-  /** Peer silent longer than `reuse.maxSilentMs`. */
-  readonly silent: number;
-  /** The kernel is retransmitting (with `reuse` and without `allowStalled`). */
-  readonly stalled: number;
-}
+type Rejection = Exclude<ReuseReason, 'idle'>;
 
-/** A snapshot of what a guarded pool's checks found; see {@link guardStats}. */
-export interface PoolGuardStats {
+/** What a guard has done so far: a snapshot from {@link guardStats}. */
+export interface Mysql2GuardStats {
   /** Free connections checked before being handed out. */
   readonly checked: number;
-  /** Connections rejected and destroyed instead of handed out. */
+  /** Of those, rejected: destroyed instead of handed out. */
   readonly rejected: number;
-  /** {@link PoolGuardStats.rejected}, by reason. */
-  readonly rejectedByReason: RejectedByReason;
+  /**
+   * Rejections by reason: `closed` (closed or reset by the server, or an
+   * error pending), `dataPending` (bytes nobody asked for, such as the
+   * server's error packet), `stalled` and `silent` (under `reuse`).
+   */
+  readonly rejectedByReason: Readonly<Record<Rejection, number>>;
+  /**
+   * Free connections handed out unchecked because sockstate cannot see
+   * their socket: a custom `stream` that is not a `net.Socket`, or a
+   * socket the kernel refused to probe.
+   */
+  readonly unchecked: number;
+  /** The error of the last probe that failed (counted in `unchecked`), or null. */
+  readonly lastProbeError: Error | null;
 }
 
 // The parts of mysql2's pool (lib/base/pool.js) the guard relies on; the
@@ -63,7 +58,6 @@ interface Queue<T> {
   readonly length: number;
   get(index: number): T | undefined;
   removeOne(index: number): unknown;
-  shift(): T | undefined;
 }
 
 interface PoolConnection {
@@ -78,7 +72,7 @@ interface CorePool {
   _closed?: boolean;
   _freeConnections: Queue<PoolConnection>;
   _allConnections: Queue<PoolConnection>;
-  _connectionQueue: Queue<GetConnectionCallback>;
+  _connectionQueue: Queue<unknown>;
   config: { resetOnRelease?: boolean };
   getConnection(cb: GetConnectionCallback): unknown;
   releaseConnection(connection: PoolConnection): unknown;
@@ -87,10 +81,12 @@ interface CorePool {
 
 interface Guard {
   readonly owner: object;
-  readonly policy: ReusePolicy | null;
+  policy: ReusePolicy | null;
   checked: number;
   rejected: number;
-  readonly byReason: Record<keyof RejectedByReason, number>;
+  readonly rejectedByReason: Record<Rejection, number>;
+  unchecked: number;
+  lastProbeError: Error | null;
 }
 
 const guards = new WeakMap<object, Guard>();
@@ -101,8 +97,7 @@ function isQueue(value: unknown): boolean {
     value !== null &&
     typeof (value as Queue<unknown>).length === 'number' &&
     typeof (value as Queue<unknown>).get === 'function' &&
-    typeof (value as Queue<unknown>).removeOne === 'function' &&
-    typeof (value as Queue<unknown>).shift === 'function'
+    typeof (value as Queue<unknown>).removeOne === 'function'
   );
 }
 
@@ -132,22 +127,27 @@ function corePoolOf(value: unknown): CorePool | null {
 
 /**
  * The verdict on one connection about to be handed out: null when it may
- * go, else why not. A connection over something other than a `net.Socket`
- * (mysql2's `stream` option with a custom duplex) cannot be seen into and
- * goes unchecked.
+ * go, else why not. Without `reuse` a reusable connection costs one
+ * `poll(2)`. A connection over something other than a `net.Socket`
+ * (mysql2's `stream` option with a custom duplex), or whose socket the
+ * kernel refuses to probe, cannot be seen into: it goes unchecked, as
+ * mysql2 would hand it out, and the error is kept.
  */
-function rejection(guard: Guard, connection: PoolConnection): Exclude<ReuseReason, 'idle'> | null {
+function rejection(guard: Guard, connection: PoolConnection): Rejection | null {
   const socket = connection.stream;
-  if (!(socket instanceof net.Socket)) return null;
-  guard.checked++;
-  let reason: ReuseReason;
-  if (guard.policy === null) {
-    // The common case stays one poll(2); the reason is worked out only
-    // for a connection that is going anyway.
-    reason = isReusableWith(socket, null) ? 'idle' : checkReusableWith(socket, null).reason;
-  } else {
-    reason = checkReusableWith(socket, guard.policy).reason;
+  if (!(socket instanceof net.Socket)) {
+    guard.unchecked++;
+    return null;
   }
+  let reason: ReuseReason;
+  try {
+    reason = reuseReasonWith(socket, guard.policy);
+  } catch (err) {
+    guard.unchecked++;
+    guard.lastProbeError = err as Error;
+    return null;
+  }
+  guard.checked++;
   if (reason === 'idle') {
     publishReuseCheck(guard.owner, true, reason);
     return null;
@@ -155,9 +155,9 @@ function rejection(guard: Guard, connection: PoolConnection): Exclude<ReuseReaso
   return reason;
 }
 
-function reject(guard: Guard, connection: PoolConnection, reason: Exclude<ReuseReason, 'idle'>): void {
+function reject(guard: Guard, connection: PoolConnection, reason: Rejection): void {
   guard.rejected++;
-  guard.byReason[reason]++;
+  guard.rejectedByReason[reason]++;
   publishReuseCheck(guard.owner, false, reason);
   // mysql2's own eviction (as for its idle timeout): it takes the
   // connection out of the free and all-connections lists, frees its slot
@@ -191,16 +191,7 @@ function install(pool: CorePool, guard: Guard): void {
     Object.defineProperty(pool, name, { value, writable: true, configurable: true, enumerable: false });
 
   define('getConnection', function guardedGetConnection(this: unknown, cb: GetConnectionCallback): unknown {
-    if (pool._closed !== true) {
-      try {
-        screenFree(pool, guard);
-      } catch (err) {
-        // A check that fails (a system error from the kernel) fails this
-        // checkout the way mysql2 fails one, asynchronously.
-        process.nextTick(cb, err as Error);
-        return undefined;
-      }
-    }
+    if (pool._closed !== true) screenFree(pool, guard);
     return Reflect.apply(getConnection, this, [cb]);
   });
 
@@ -217,16 +208,7 @@ function install(pool: CorePool, guard: Guard): void {
       connection !== null &&
       connection._pool === pool
     ) {
-      let reason: Exclude<ReuseReason, 'idle'> | null;
-      try {
-        reason = rejection(guard, connection);
-      } catch (err) {
-        // A check that fails (a system error from the kernel) fails the
-        // checkout it was made for, as in getConnection; the connection
-        // is then released as mysql2 would release it.
-        process.nextTick(pool._connectionQueue.shift()!, err as Error);
-        reason = null;
-      }
+      const reason = rejection(guard, connection);
       if (reason !== null) {
         // destroy() calls releaseConnection again for the freed slot,
         // which passes the waiter on to getConnection.
@@ -260,15 +242,16 @@ function install(pool: CorePool, guard: Guard): void {
  * (the pool forgets it and frees its slot), counted in
  * {@link guardStats}, and checkout moves on to the next free connection
  * or opens a new one. The same check applies when a released connection
- * goes straight to a queued request.
+ * goes straight to a queued request. New connections are not checked:
+ * they were just connected.
  *
  * Works on `mysql2.createPool()` and on `mysql2/promise`'s `createPool()`
  * (guarding the callback pool inside it; `promisePool.pool` is then
  * guarded too). Pool events (`'acquire'`, `'release'`, `'connection'`,
  * `'enqueue'`), limits and the wait queue behave as before. Every check is
  * published with `publishReuseCheck(pool, …)` and every connection the
- * pool opens with `publishConnection(pool, …)`. Guarding a pool twice
- * changes nothing.
+ * pool opens with `publishConnection(pool, …)`, `pool` being the object
+ * first guarded. Guarding a pool again replaces its `reuse`.
  *
  * The driver's own `'error'` events and query errors reach you as before
  * for every connection the guard hands out; a connection it rejects gets
@@ -277,31 +260,36 @@ function install(pool: CorePool, guard: Guard): void {
  * why.
  *
  * Not covered: a close still in flight (no local check can see it),
- * connections over a custom `stream` that is not a `net.Socket` (handed
- * out unchecked), and `createPoolCluster()` (guard each member pool
- * instead; the cluster does not expose them).
+ * connections sockstate cannot see into (a custom `stream` that is not a
+ * `net.Socket`, or a socket the kernel refuses to probe: handed out
+ * unchecked and counted in `unchecked`), and `createPoolCluster()` (which
+ * does not expose its member pools).
  *
  * @param pool - A pool from mysql2's `createPool()` or mysql2/promise's.
- * @param options - See {@link GuardPoolOptions}.
+ * @param options - See {@link Mysql2GuardOptions}.
  * @returns The same pool.
- * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not a mysql2
- *   pool or `options` (or `options.reuse`, or one of its fields) has the
- *   wrong type.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not an object,
+ *   or `options` (or `options.reuse`, or one of its fields) has the wrong
+ *   type; `ERR_INVALID_ARG_VALUE` when `pool` is not a mysql2 3.x pool.
  * @throws RangeError `ERR_OUT_OF_RANGE` for `options.reuse.maxSilentMs`
  *   out of range.
  */
-export function guardPool<P extends object>(pool: P, options?: GuardPoolOptions): P {
-  const core = corePoolOf(pool);
-  if (core === null) {
-    throw invalidArgType('pool', "a pool from mysql2's createPool() or mysql2/promise's createPool()", pool);
+export function guardPool<P extends object>(pool: P, options?: Mysql2GuardOptions): P {
+  if (pool === null || typeof pool !== 'object') {
+    throw invalidArgType('pool', "an instance of mysql2's Pool or PromisePool", pool);
   }
   if (options !== undefined && (options === null || typeof options !== 'object')) {
     throw invalidArgType('options', 'of type object', options);
   }
   const reuse = options !== undefined && Object.prototype.hasOwnProperty.call(options, 'reuse') ? options.reuse : undefined;
   const policy = reusePolicy(reuse, 'options.reuse');
+  const core = corePoolOf(pool);
+  if (core === null) {
+    throw invalidArgValue('pool', "is not a pool from mysql2's createPool() or mysql2/promise's createPool() (mysql2 3.x)");
+  }
   const existing = guards.get(core);
   if (existing !== undefined) {
+    existing.policy = policy;
     guards.set(pool, existing);
     return pool;
   }
@@ -310,7 +298,9 @@ export function guardPool<P extends object>(pool: P, options?: GuardPoolOptions)
     policy,
     checked: 0,
     rejected: 0,
-    byReason: { closed: 0, dataPending: 0, silent: 0, stalled: 0 },
+    rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
+    unchecked: 0,
+    lastProbeError: null,
   };
   guards.set(core, guard);
   if (core !== (pool as object)) guards.set(pool, guard);
@@ -319,20 +309,23 @@ export function guardPool<P extends object>(pool: P, options?: GuardPoolOptions)
 }
 
 /**
- * What a pool's guard has checked and rejected so far, as a new snapshot.
+ * What the guard of `pool` has checked and rejected so far, or null for a
+ * pool {@link guardPool} never guarded.
  *
  * @param pool - A pool passed to {@link guardPool} (for a promise pool,
  *   either it or its `.pool`).
- * @returns Counts since the pool was guarded.
- * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not a guarded
- *   mysql2 pool.
+ * @returns A new {@link Mysql2GuardStats} snapshot, or null.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not an object.
  */
-export function guardStats(pool: object): PoolGuardStats {
-  const guard = typeof pool === 'object' && pool !== null ? guards.get(pool) : undefined;
-  if (guard === undefined) throw invalidArgType('pool', 'a mysql2 pool passed to guardPool()', pool);
+export function guardStats(pool: object): Mysql2GuardStats | null {
+  if (pool === null || typeof pool !== 'object') throw invalidArgType('pool', 'of type object', pool);
+  const guard = guards.get(pool);
+  if (guard === undefined) return null;
   return {
     checked: guard.checked,
     rejected: guard.rejected,
-    rejectedByReason: { ...guard.byReason },
+    rejectedByReason: { ...guard.rejectedByReason },
+    unchecked: guard.unchecked,
+    lastProbeError: guard.lastProbeError,
   };
 }

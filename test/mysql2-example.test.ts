@@ -34,7 +34,9 @@ const OUTPUT = [
   '{',
   '  checked: 1,',
   '  rejected: 1,',
-  '  rejectedByReason: { closed: 1, dataPending: 0, silent: 0, stalled: 0 }',
+  '  rejectedByReason: { closed: 1, dataPending: 0, stalled: 0, silent: 0 },',
+  '  unchecked: 0,',
+  '  lastProbeError: null',
   '}',
 ];
 

@@ -1,5 +1,9 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
 import * as tls from 'node:tls';
 import { promisify } from 'node:util';
 import * as mysql from 'mysql2';
@@ -25,7 +29,7 @@ type Api = 'query' | 'execute' | 'getConnection';
 
 interface InternalConnection {
   threadId: number;
-  stream: import('node:net').Socket;
+  stream: net.Socket;
 }
 interface InternalPool {
   _freeConnections: { length: number; get(i: number): InternalConnection };
@@ -87,6 +91,13 @@ async function run(pool: AnyPool, api: Api, sql = 'SELECT 1 AS one'): Promise<st
 
 function end(pool: AnyPool): Promise<void> {
   return new Promise((resolve) => corePool(pool).end(() => resolve()));
+}
+
+/** The stats a guard with no probe failures and no unseen sockets reports. */
+function stats(checked: number, reasons: Partial<Record<'closed' | 'dataPending' | 'stalled' | 'silent', number>> = {}) {
+  const rejectedByReason = { closed: 0, dataPending: 0, stalled: 0, silent: 0, ...reasons };
+  const rejected = Object.values(rejectedByReason).reduce((a, b) => a + b, 0);
+  return { checked, rejected, rejectedByReason, unchecked: 0, lastProbeError: null };
 }
 
 interface Subject {
@@ -164,11 +175,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB, wait_timeout=1', () 
       for (const s of list) {
         if (s.guarded) {
           expect({ name: s.name, failures: s.failures }).toEqual({ name: s.name, failures: [] });
-          expect(guardStats(s.pool)).toEqual({
-            checked: 5,
-            rejected: 3,
-            rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
-          });
+          expect(guardStats(s.pool)).toEqual(stats(5, { closed: 3 }));
         } else {
           // MariaDB resets the connection; writing the query meets the RST.
           expect({ name: s.name, failures: s.failures }).toEqual({ name: s.name, failures: ['ECONNRESET', 'ECONNRESET', 'ECONNRESET'] });
@@ -196,11 +203,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
       for (const s of list) {
         if (s.guarded) {
           expect({ name: s.name, failures: s.failures }).toEqual({ name: s.name, failures: [] });
-          expect(guardStats(s.pool)).toEqual({
-            checked: 5,
-            rejected: 3,
-            rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
-          });
+          expect(guardStats(s.pool)).toEqual(stats(5, { closed: 3 }));
         } else {
           // A KILLed idle connection gets a FIN and no packet: the query
           // goes out and the driver meets the end of stream instead of a reply.
@@ -233,7 +236,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
         expect(id).toBe(free[0]!.threadId);
         expect(opened).toBe(3);
         expect(internals(pool)._allConnections.length).toBe(1);
-        expect(guardStats(pool)).toEqual({ checked: 3, rejected: 2, rejectedByReason: { closed: 2, dataPending: 0, silent: 0, stalled: 0 } });
+        expect(guardStats(pool)).toEqual(stats(3, { closed: 2 }));
       } finally {
         await end(pool);
       }
@@ -250,11 +253,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
       await rounds(list, 3, (connections) => killWhileBusy(db, connections));
       // Writing to a Unix socket whose peer has closed fails at once.
       expect(list.map((s) => s.failures)).toEqual([['EPIPE', 'EPIPE', 'EPIPE'], []]);
-      expect(guardStats(list[1]!.pool)).toEqual({
-        checked: 5,
-        rejected: 3,
-        rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
-      });
+      expect(guardStats(list[1]!.pool)).toEqual(stats(5, { closed: 3 }));
     } finally {
       await Promise.all(list.map((s) => end(s.pool)));
     }
@@ -274,16 +273,14 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
         expect(codes).toEqual(Array(200).fill(null));
         // One connection carried all 200; 199 checkouts found it free.
         expect(opened).toHaveLength(1);
-        expect(guardStats(pool)).toEqual({ checked: 199, rejected: 0, rejectedByReason: { closed: 0, dataPending: 0, silent: 0, stalled: 0 } });
+        expect(guardStats(pool)).toEqual(stats(199));
         for (let i = 0; i < 40; i++) {
           const batch = await Promise.all(apis.concat(apis).slice(0, 5).map((api) => run(pool, api)));
           expect(batch).toEqual([null, null, null, null, null]);
         }
         expect(opened.length).toBeLessThanOrEqual(5);
-        const stats = guardStats(pool);
-        expect(stats.rejected).toBe(0);
         // Every checkout that found a free connection checked it.
-        expect(stats.checked).toBe(199 + 200 - (opened.length - 1));
+        expect(guardStats(pool)).toEqual(stats(199 + 200 - (opened.length - 1)));
       }
     } finally {
       await Promise.all([end(callbackPool), end(promisePool)]);
@@ -376,7 +373,8 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
         await waitFor(() => events.length > before, 5000, "the driver's 'error' event");
         await waitFor(() => internals(pool)._allConnections.length === 0, 5000, 'the pool to drop the connection');
         expect(await run(pool, 'query')).toBeNull();
-        if (guarded) expect(guardStats(pool).rejected).toBe(0);
+        // Every connection here was new at its checkout: nothing to check.
+        if (guarded) expect(guardStats(pool)).toEqual(stats(0));
       } finally {
         await end(pool);
       }
@@ -423,13 +421,14 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
         code: null,
         events: { acquire: 2, release: 1, connection: 2, enqueue: 1 },
         connections: 1,
-        stats: { checked: 1, rejected: 1, rejectedByReason: { closed: 1, dataPending: 0, silent: 0, stalled: 0 } },
+        stats: stats(1, { closed: 1 }),
       },
     });
   });
 
   it('with reuse.maxSilentMs, a connection whose peer has been silent too long is replaced', async () => {
-    const pool = guardPool(mysql.createPool({ host: db.host, port: db.port, user: db.user, connectionLimit: 1 }), {
+    // Guarded plainly first: guarding again sets the options.
+    const pool = guardPool(guardPool(mysql.createPool({ host: db.host, port: db.port, user: db.user, connectionLimit: 1 })), {
       reuse: { maxSilentMs: 300 },
     });
     let opened = 0;
@@ -437,11 +436,11 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
     try {
       expect(await run(pool, 'query')).toBeNull();
       expect(await run(pool, 'query')).toBeNull();
-      expect(guardStats(pool)).toEqual({ checked: 1, rejected: 0, rejectedByReason: { closed: 0, dataPending: 0, silent: 0, stalled: 0 } });
+      expect(guardStats(pool)).toEqual(stats(1));
       // MariaDB sends nothing to an idle client, and no keepalive is set.
       await sleep(700);
       expect(await run(pool, 'execute')).toBeNull();
-      expect(guardStats(pool)).toEqual({ checked: 2, rejected: 1, rejectedByReason: { closed: 0, dataPending: 0, silent: 1, stalled: 0 } });
+      expect(guardStats(pool)).toEqual(stats(2, { silent: 1 }));
       expect(opened).toBe(2);
     } finally {
       await end(pool);
@@ -493,11 +492,15 @@ describe('sockstate/mysql2 arguments', () => {
   it('refuses what is not a mysql2 pool, and bad options, with coded errors', async () => {
     const pool = mysql.createPool(options);
     try {
-      for (const bad of [undefined, null, 5, {}, { getConnection() {} }, mysql.createConnection]) {
+      for (const bad of [undefined, null, 5, 'pool', mysql.createConnection]) {
         const err = caught(() => guardPool(bad as never));
         expect(err).toBeInstanceOf(TypeError);
-        expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
-        expect(err.message).toContain('"pool" argument');
+        expect([err.code, err.message.includes('"pool" argument')]).toEqual(['ERR_INVALID_ARG_TYPE', true]);
+      }
+      for (const bad of [{}, { getConnection() {} }, mysql.createPoolCluster()]) {
+        const err = caught(() => guardPool(bad));
+        expect(err).toBeInstanceOf(TypeError);
+        expect([err.code, err.message.includes("argument 'pool' is not a pool")]).toEqual(['ERR_INVALID_ARG_VALUE', true]);
       }
       const notObject = caught(() => guardPool(pool, 'x' as never));
       expect([notObject.code, notObject.message.includes('"options" argument')]).toEqual(['ERR_INVALID_ARG_TYPE', true]);
@@ -510,10 +513,49 @@ describe('sockstate/mysql2 arguments', () => {
       expect(stalled.code).toBe('ERR_INVALID_ARG_TYPE');
       // Nothing was installed by the refused calls.
       expect(Object.prototype.hasOwnProperty.call(pool, 'getConnection')).toBe(false);
-      const stats = caught(() => guardStats(pool));
-      expect([stats.code, stats.message.includes('"pool" argument')]).toEqual(['ERR_INVALID_ARG_TYPE', true]);
-      expect(caught(() => guardStats(5 as never)).code).toBe('ERR_INVALID_ARG_TYPE');
+      expect(guardStats(pool)).toBeNull();
+      const notPool = caught(() => guardStats(5 as never));
+      expect([notPool.code, notPool.message.includes('"pool" argument')]).toEqual(['ERR_INVALID_ARG_TYPE', true]);
     } finally {
+      await end(pool);
+    }
+  });
+
+  it('hands out unchecked, and counts, a connection it cannot see into', async () => {
+    // No server: free connections are placed in the pool by hand, as mysql2
+    // keeps them, to reach what a real pool rarely shows.
+    const pool = guardPool(mysql.createPool(options));
+    const internal = corePool(pool) as unknown as {
+      _freeConnections: { push(c: unknown): void; length: number };
+      _allConnections: { push(c: unknown): void };
+    };
+    const checkout = () =>
+      new Promise<unknown>((resolve, reject) => pool.getConnection((err, c) => (err ? reject(err) : resolve(c))));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-mysql2-'));
+    let fifoSocket: net.Socket | undefined;
+    try {
+      // mysql2's `stream` option with a duplex that is not a socket.
+      const ends = (cb: () => void) => cb();
+      const custom = { stream: new PassThrough(), _pool: pool, destroy() {}, _realEnd: ends };
+      internal._allConnections.push(custom);
+      internal._freeConnections.push(custom);
+      expect(await checkout()).toBe(custom);
+      expect(guardStats(pool)).toEqual({ ...stats(0), unchecked: 1 });
+
+      // A net.Socket over a FIFO: the kernel refuses to probe it (ENOTSOCK).
+      const fifo = path.join(dir, 'fifo');
+      execFileSync('mkfifo', [fifo]);
+      fifoSocket = new net.Socket({ fd: fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK) });
+      const overFifo = { stream: fifoSocket, _pool: pool, destroy() {}, _realEnd: ends };
+      internal._allConnections.push(overFifo);
+      internal._freeConnections.push(overFifo);
+      expect(await checkout()).toBe(overFifo);
+      const after = guardStats(pool)!;
+      expect({ ...after, lastProbeError: null }).toEqual({ ...stats(0), unchecked: 2 });
+      expect((after.lastProbeError as Error & { code?: string }).code).toBe('ENOTSOCK');
+    } finally {
+      fifoSocket?.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
       await end(pool);
     }
   });
@@ -526,8 +568,9 @@ describe('sockstate/mysql2 arguments', () => {
       expect(guardPool(pool, Object.create({ reuse: { maxSilentMs: -1 } }))).toBe(pool);
       const guarded = pool.getConnection;
       expect(guardPool(pool, { reuse: {} })).toBe(pool);
+      // Guarding again replaces the options, not the guard.
       expect(pool.getConnection).toBe(guarded);
-      expect(guardStats(pool)).toEqual({ checked: 0, rejected: 0, rejectedByReason: { closed: 0, dataPending: 0, silent: 0, stalled: 0 } });
+      expect(guardStats(pool)).toEqual(stats(0));
       expect(guardPool(promisePool)).toBe(promisePool);
       expect(guardStats(promisePool)).toEqual(guardStats(corePool(promisePool)));
     } finally {
@@ -571,11 +614,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB over TLS', () => {
       const lost = 'PROTOCOL_CONNECTION_LOST';
       expect(list.map((s) => s.failures)).toEqual([[lost, lost, lost], []]);
       // The server's close_notify before its FIN does not count as data.
-      expect(guardStats(list[1]!.pool)).toEqual({
-        checked: 5,
-        rejected: 3,
-        rejectedByReason: { closed: 3, dataPending: 0, silent: 0, stalled: 0 },
-      });
+      expect(guardStats(list[1]!.pool)).toEqual(stats(5, { closed: 3 }));
     } finally {
       await Promise.all(list.map((s) => end(s.pool)));
     }
