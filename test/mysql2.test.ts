@@ -429,7 +429,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
   it('with reuse.maxSilentMs, a connection whose peer has been silent too long is replaced', async () => {
     // Guarded plainly first: guarding again sets the options.
     const pool = guardPool(guardPool(mysql.createPool({ host: db.host, port: db.port, user: db.user, connectionLimit: 1 })), {
-      reuse: { maxSilentMs: 300 },
+      reuse: { maxSilentMs: 1000 },
     });
     let opened = 0;
     pool.on('connection', () => opened++);
@@ -438,7 +438,7 @@ describe.skipIf(!available)('sockstate/mysql2 with MariaDB', () => {
       expect(await run(pool, 'query')).toBeNull();
       expect(guardStats(pool)).toEqual(stats(1));
       // MariaDB sends nothing to an idle client, and no keepalive is set.
-      await sleep(700);
+      await sleep(2500);
       expect(await run(pool, 'execute')).toBeNull();
       expect(guardStats(pool)).toEqual(stats(2, { silent: 1 }));
       expect(opened).toBe(2);
