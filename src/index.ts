@@ -150,7 +150,8 @@ function unreadBytes(socket: net.Socket, fd: number): number {
  * a raw fd when it is in the handshake or was closed by an error before
  * the handshake completed); a closed connection whose received bytes are
  * still unread, in the kernel or in Node's buffer (destroying it would
- * discard them: Node delivers them first, then `'end'`); and a socket
+ * discard them; left alone, Node delivers them, then `'end'` on Node 20
+ * and 22 or the error on Node 24+); and a socket
  * whose owner cannot be handed the error (an HTTP/2 session's `socket`, a
  * Proxy that forbids `destroy`).
  *
@@ -201,7 +202,8 @@ export function takeSocketError(target: Target): SocketError | null {
   // the connection (POLLHUP); a soft one, such as an ICMP error on a
   // connection that still works, does not, and must not cost the owner a
   // live socket. Bytes that arrived since the check above are left for the
-  // owner, who then reads them and an end, as it would have without this call.
+  // owner, who then reads them and an end, as Node 20 and 22 do without
+  // this call (Node 24+ would have read the error after them).
   let hardError = true;
   try {
     const revents = native.poll(fd);
