@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import * as net from 'node:net';
-import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import * as http from 'node:http';
@@ -9,6 +6,7 @@ import { Agent } from '../src/agent';
 import { publishConnection, publishReuseCheck } from '../src/channel';
 import { collectTcpMetrics, type TcpMetricsTracker } from '../src/prometheus';
 import { caught } from './helpers/errors';
+import { withoutPeer } from './helpers/metrics-peer';
 import { blockThreadPool } from './helpers/sweep-threadpool';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';
 
@@ -390,23 +388,8 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
   });
 
   it('says how to install prom-client when it is missing', async () => {
-    const root = path.join(__dirname, '..');
-    const script = `
-      const Module = require('node:module');
-      const resolve = Module._resolveFilename;
-      Module._resolveFilename = function (request, ...rest) {
-        if (request === 'prom-client') {
-          const err = new Error("Cannot find module 'prom-client'");
-          err.code = 'MODULE_NOT_FOUND';
-          throw err;
-        }
-        return resolve.call(this, request, ...rest);
-      };
-      try { require('./lib/prometheus.js').collectTcpMetrics(); console.log('no error'); }
-      catch (err) { console.log(err.code + ' ' + err.message); }
-    `;
-    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: root });
-    expect(stdout.trim()).toBe(
+    const stdout = await withoutPeer('prom-client', "require('./lib/prometheus.js').collectTcpMetrics()");
+    expect(stdout).toBe(
       "ERR_SOCKSTATE_PEER_MISSING sockstate/prometheus needs the optional peer dependency 'prom-client', which is not installed: run npm install prom-client",
     );
   });

@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import * as net from 'node:net';
-import * as path from 'node:path';
-import { promisify } from 'node:util';
 import {
   AggregationTemporality,
   InMemoryMetricExporter,
@@ -12,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { publishReuseCheck } from '../src/channel';
 import { observeTcpMetrics } from '../src/otel';
 import { caught } from './helpers/errors';
+import { withoutPeer } from './helpers/metrics-peer';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';
 
 const { cleanups } = perTestCleanup();
@@ -156,22 +154,8 @@ describe('sockstate/otel', () => {
       message: expect.stringContaining('options.meterProvider'),
     });
     expect(caught(() => observeTcpMetrics({ maxSilentMs: -1 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    const script = `
-      const Module = require('node:module');
-      const resolve = Module._resolveFilename;
-      Module._resolveFilename = function (request, ...rest) {
-        if (request === '@opentelemetry/api') {
-          const err = new Error("Cannot find module '@opentelemetry/api'");
-          err.code = 'MODULE_NOT_FOUND';
-          throw err;
-        }
-        return resolve.call(this, request, ...rest);
-      };
-      try { require('./lib/otel.js').observeTcpMetrics(); console.log('no error'); }
-      catch (err) { console.log(err.code + ' ' + err.message); }
-    `;
-    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..') });
-    expect(stdout.trim()).toBe(
+    const stdout = await withoutPeer('@opentelemetry/api', "require('./lib/otel.js').observeTcpMetrics()");
+    expect(stdout).toBe(
       "ERR_SOCKSTATE_PEER_MISSING sockstate/otel needs the optional peer dependency '@opentelemetry/api', which is not installed: run npm install @opentelemetry/api",
     );
   });
