@@ -274,6 +274,7 @@ describe.each(majors)('undici $version ($pkg)', (m) => {
     } as unknown as new (origin: string, options?: unknown) => object;
     it.each([
       ['options', () => new Agent('x'), 'ERR_INVALID_ARG_TYPE', TypeError, /"options" argument/],
+      ['options null', () => new Agent(null), 'ERR_INVALID_ARG_TYPE', TypeError, /"options" argument must be of type object. Received null/],
       ['options.reuse', () => new Agent({ reuse: 5 }), 'ERR_INVALID_ARG_TYPE', TypeError, /"options.reuse" argument/],
       ['options.reuse.maxSilentMs', () => new Agent({ reuse: { maxSilentMs: -1 } }), 'ERR_OUT_OF_RANGE', RangeError, /"options.reuse.maxSilentMs"/],
       ['options.reuse.maxSilentMs type', () => new Pool('http://127.0.0.1:1', { reuse: { maxSilentMs: '5' } }), 'ERR_INVALID_ARG_TYPE', TypeError, /"options.reuse.maxSilentMs" argument/],

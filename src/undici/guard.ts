@@ -54,8 +54,8 @@ const built = new WeakMap<UndiciModule, GuardedUndici>();
 
 // The options object, checked the way the core checks arguments.
 function optionsOf(options: unknown, name: string): Record<string, unknown> {
-  if (options === undefined || options === null) return {};
-  if (typeof options !== 'object') throw invalidArgType(name, 'of type object', options);
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options);
   return options as Record<string, unknown>;
 }
 
