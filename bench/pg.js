@@ -21,6 +21,7 @@ const quick = process.argv.includes('--quick');
 const BLOCKS = quick ? 8 : 30;
 const QUERIES = quick ? 300 : 1000;
 const CHECKOUTS = quick ? 3000 : 10000;
+const PAIRS = quick ? 2000 : 20000;
 
 const binDir = ['15', '16', '17', '14'].map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => fs.existsSync(path.join(d, 'postgres')));
 if (binDir === undefined) {
@@ -71,15 +72,38 @@ async function startPostgres() {
   };
 }
 
-const median = (xs) => {
+function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
+}
 
 async function queries(pool, n) {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await pool.query('SELECT 1');
   return ((performance.now() - t0) * 1000) / n;
+}
+
+// One query on each pool in turn, the order alternating, N times: the
+// ratio of each pair taken in the same instant, so that the host's load
+// (which swings by more than the guard costs) hits both sides alike.
+async function pairedQueries(a, b, n) {
+  const ratios = [];
+  const us = { a: [], b: [] };
+  for (let i = 0; i < n; i++) {
+    const first = i % 2 === 0 ? a : b;
+    const second = first === a ? b : a;
+    let t0 = performance.now();
+    await first.query('SELECT 1');
+    const t1 = performance.now();
+    await second.query('SELECT 1');
+    const t2 = performance.now();
+    const [ta, tb] = first === a ? [t1 - t0, t2 - t1] : [t2 - t1, t1 - t0];
+    us.a.push(ta * 1000);
+    us.b.push(tb * 1000);
+    ratios.push(tb / ta);
+    t0 = t2;
+  }
+  return { ratio: median(ratios), aUs: median(us.a), bUs: median(us.b) };
 }
 
 async function checkouts(pool, n) {
@@ -119,6 +143,11 @@ async function main() {
         results[kind][name] = { usPerOp: median(perBlock[name]), ratio: median(ratios) };
       }
     }
+    results.pairedQuery = {};
+    for (const name of names.slice(1)) {
+      const r = await pairedQueries(subjects.stock, subjects[name], PAIRS);
+      results.pairedQuery[name] = { stockUs: r.aUs, usPerOp: r.bUs, ratio: r.ratio };
+    }
     for (const name of ['guarded', 'guarded, reuse {maxSilentMs}']) {
       const stats = guardStats(subjects[name]);
       if (stats.rejected !== 0) throw new Error(`${name}: the guard evicted ${stats.rejected} healthy clients`);
@@ -137,6 +166,9 @@ async function main() {
       rows.push([kind === 'query' ? 'SELECT 1 per query' : 'connect()+release()', name, r.usPerOp.toFixed(1), `${r.ratio.toFixed(3)}×`]);
     }
   }
+  for (const [name, r] of Object.entries(results.pairedQuery)) {
+    rows.push(['SELECT 1, paired per query', name, `${r.usPerOp.toFixed(1)} (stock ${r.stockUs.toFixed(1)})`, `${r.ratio.toFixed(3)}×`]);
+  }
   const header = ['operation', 'pool', 'µs/op (median)', 'ratio to stock (median of blocks)'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
@@ -150,6 +182,7 @@ async function main() {
     blocks: BLOCKS,
     queriesPerBlock: QUERIES,
     checkoutsPerBlock: CHECKOUTS,
+    pairs: PAIRS,
     results,
   };
   fs.writeFileSync(path.join(__dirname, 'results-pg.json'), `${JSON.stringify(out, null, 2)}\n`);
