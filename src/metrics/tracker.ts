@@ -99,7 +99,11 @@ interface HandleRecord {
 
 const U32 = 2 ** 32;
 const PREV = 4; // per slot: totalRetrans, segsOut, bytesAcked, bytesReceived
-const CHUNK = 2048;
+// The main thread's share of a sweep is cut into turns of the event loop
+// of at most about SLICE_MS each, the clock read every BLOCK rows: bounded
+// in time on any machine, not just in rows.
+const BLOCK = 256;
+const SLICE_MS = 1;
 const MAX_REASONS = 16;
 const UNKNOWN = TRACKED_STATUSES.indexOf('unknown');
 const destroyHook = Symbol('sockstate.metrics.destroy');
@@ -600,10 +604,14 @@ export class TcpTracker {
     const slots = this.sweepSlots;
     const out = this.sweepOut;
     let rows = 0;
+    let slice = performance.now();
     // Gathering fds: the cookie of each slot was read when it was
     // registered; the worker checks it against the fd's current one.
     for (let s = 0; s < n; s++) {
-      if (s > 0 && s % CHUNK === 0) await yieldToLoop();
+      if (s % BLOCK === 0 && s > 0 && performance.now() - slice > SLICE_MS) {
+        await yieldToLoop();
+        slice = performance.now();
+      }
       const socket = this.sockets[s];
       if (socket === undefined) continue;
       const fd = targetFd(socket, 'socket');
@@ -623,8 +631,12 @@ export class TcpTracker {
       group.silentNow = 0;
     }
     const CHANGED = native.sweepChanged;
+    slice = performance.now();
     for (let k = 0; k < rows; k++) {
-      if (k > 0 && k % CHUNK === 0) await yieldToLoop();
+      if (k % BLOCK === 0 && k > 0 && performance.now() - slice > SLICE_MS) {
+        await yieldToLoop();
+        slice = performance.now();
+      }
       const s = slots[k]!;
       // The slot may have been closed (its final figures taken) or reused
       // for another connection while the sweep ran.
