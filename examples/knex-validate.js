@@ -27,7 +27,7 @@ async function main() {
   const validated = knex({ client: 'pg', connection, pool: { min: 0, max: 1, validate }, log: quiet });
 
   await Promise.all([stock.raw('SELECT 1'), validated.raw('SELECT 1')]);
-  busy(1500); // meanwhile the server ends both sessions
+  busy(2000); // meanwhile the server ends both sessions
 
   // Both queries start at once, before the event loop can read anything.
   const dbs = [['stock', stock], ['validated', validated]];

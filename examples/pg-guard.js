@@ -20,7 +20,7 @@ async function main() {
   for (const pool of [stock, guarded]) pool.on('error', () => {}); // errors of idle clients
 
   await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
-  busy(1500); // meanwhile the server ends both sessions: a FATAL, then its FIN
+  busy(2000); // meanwhile the server ends both sessions: a FATAL, then its FIN
 
   // Both queries start at once, before the event loop can read anything.
   const pools = [['stock', stock], ['guarded', guarded]];

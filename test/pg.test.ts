@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as diagnostics from 'node:diagnostics_channel';
 import { EventEmitter, once } from 'node:events';
 import pg from 'pg';
@@ -67,18 +67,13 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     return pool;
   }
 
-  /** SQL in psql, a separate process: this event loop stays blocked while the server acts. */
-  function adminSync(sql: string): string {
-    return execFileSync(psql, ['-h', server.host, '-p', String(server.port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', sql], {
-      encoding: 'utf8',
-    });
-  }
+  const adminSync = (sql: string): string => server.adminSync(sql);
 
   it('server idle timeout while the loop is busy: 6 of 6 stock queries fail, 0 of 6 guarded', async () => {
     // idle_session_timeout for these sessions only: 1 s; the loop stays busy 1.8 s.
     const options = '-c idle_session_timeout=1000';
-    const stock = newPool({ options });
-    const guarded = guardPool(newPool({ options }));
+    const stock = newPool({ options, application_name: 'idle-stock' });
+    const guarded = guardPool(newPool({ options, application_name: 'idle-guarded' }));
     expect(guarded).toBeInstanceOf(pg.Pool);
     const stockEvents = events(stock);
     const guardedEvents = events(guarded);
@@ -87,7 +82,10 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     for (let round = 0; round < 6; round++) {
       // Each pool keeps one idle client.
       await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
-      busyWait(1800);
+      // Busy past the timeout, and on until the server has really ended both
+      // sessions (however loaded the host): the pools can read nothing meanwhile.
+      busyWait(1100);
+      server.sessionsGoneSync(['idle-stock', 'idle-guarded']);
       await Promise.all([tally(stock, s), tally(guarded, g)]);
     }
     expect(s.ok).toBe(0);
@@ -130,7 +128,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name IN ('stock-victim', 'guarded-victim')",
       );
       expect(killed.trim()).toBe('2');
-      busyWait(200);
+      server.sessionsGoneSync(['stock-victim', 'guarded-victim']);
       await Promise.all([tally(stock, s), tally(guarded, g)]);
     }
     expect(s.ok).toBe(0);
@@ -145,7 +143,7 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     await Promise.all(Array.from({ length: 3 }, () => guarded.query('SELECT pg_sleep(0.05)')));
     expect({ total: guarded.totalCount, idle: guarded.idleCount }).toEqual({ total: 3, idle: 3 });
     expect(adminSync("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'all-victims'").trim()).toBe('3');
-    busyWait(200);
+    server.sessionsGoneSync(['all-victims']);
     const results = await Promise.all(Array.from({ length: 5 }, (_, i) => guarded.query('SELECT $1::int AS i', [i]).then((r) => r.rows[0].i as number)));
     expect(results).toEqual([0, 1, 2, 3, 4]);
     expect(guardStats(guarded)).toMatchObject({ rejected: 3, rejectedByReason: { dataPending: 3 } });
@@ -265,8 +263,8 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
   it('over TLS: a FATAL in front of the FIN, while the loop is busy, fails the stock pool and not the guarded one', async () => {
     const ssl = { ca: server.cert!, servername: 'localhost' };
     const options = '-c idle_session_timeout=1000';
-    const stock = newPool({ ssl, options });
-    const guarded = guardPool(newPool({ ssl, options }));
+    const stock = newPool({ ssl, options, application_name: 'tls-stock' });
+    const guarded = guardPool(newPool({ ssl, options, application_name: 'tls-guarded' }));
     events(stock);
     events(guarded);
     const { rows } = await guarded.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
@@ -275,7 +273,8 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     const g: Tally = { ok: 0, failed: [] };
     for (let round = 0; round < 3; round++) {
       await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
-      busyWait(1800);
+      busyWait(1100);
+      server.sessionsGoneSync(['tls-stock', 'tls-guarded']);
       await Promise.all([tally(stock, s), tally(guarded, g)]);
     }
     expect(s.ok).toBe(0);
@@ -287,15 +286,16 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
 
   it('over a Unix-domain socket (host = the socket directory) the guard works the same', async () => {
     const options = '-c idle_session_timeout=1000';
-    const stock = newPool({ host: server.dir, options });
-    const guarded = guardPool(newPool({ host: server.dir, options }));
+    const stock = newPool({ host: server.dir, options, application_name: 'unix-stock' });
+    const guarded = guardPool(newPool({ host: server.dir, options, application_name: 'unix-guarded' }));
     events(stock);
     events(guarded);
     const s: Tally = { ok: 0, failed: [] };
     const g: Tally = { ok: 0, failed: [] };
     for (let round = 0; round < 2; round++) {
       await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
-      busyWait(1800);
+      busyWait(1100);
+      server.sessionsGoneSync(['unix-stock', 'unix-guarded']);
       await Promise.all([tally(stock, s), tally(guarded, g)]);
     }
     expect(s.ok).toBe(0);
@@ -321,14 +321,16 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
 
   it('the promise and callback forms of connect() are both guarded', async () => {
     const options = '-c idle_session_timeout=500';
-    const guarded = guardPool(newPool({ options }));
+    const guarded = guardPool(newPool({ options, application_name: 'forms' }));
     events(guarded);
     (await guarded.connect()).release();
-    busyWait(900);
+    busyWait(600);
+    server.sessionsGoneSync(['forms']);
     const client = await guarded.connect();
     expect((await client.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
     client.release();
-    busyWait(900);
+    busyWait(600);
+    server.sessionsGoneSync(['forms']);
     const viaCallback = await new Promise<number>((resolve, reject) => {
       guarded.connect((err, c, release) => {
         if (err) return reject(err);

@@ -73,13 +73,16 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
   // idle_session_timeout 1 s for these sessions; the loop then stays busy 1.8 s.
   const options = '-c idle_session_timeout=1000';
 
-  async function rounds(query: () => Promise<unknown>, n: number): Promise<{ ok: number; failed: string[] }> {
+  async function rounds(query: () => Promise<unknown>, n: number, applicationName: string): Promise<{ ok: number; failed: string[] }> {
     const result = { ok: 0, failed: [] as string[] };
     for (let i = 0; i < n; i++) {
       // Warm: one idle connection. A stock pool may first hand back the
       // connection the last round's failure left behind; the retry gets a new one.
       await query().catch(() => query());
-      busyWait(1800);
+      // Busy past the timeout, and on until the server has really ended the
+      // session (however loaded the host): the pool can read nothing meanwhile.
+      busyWait(1100);
+      server.sessionsGoneSync([applicationName]);
       try {
         await query();
         result.ok += 1;
@@ -92,17 +95,21 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
 
   it('knex (client pg, tarn pool): 4 of 4 stock queries fail after the server\'s idle timeout, 0 of 4 validated', async () => {
     const connection = { ...server.config, options };
-    const stock: Knex = knexFactory({ client: 'pg', connection, pool: { min: 0, max: 1 } });
+    const stock: Knex = knexFactory({ client: 'pg', connection: { ...connection, application_name: 'knex-stock' }, pool: { min: 0, max: 1 } });
     const validate = createValidator();
-    const validated: Knex = knexFactory({ client: 'pg', connection, pool: { min: 0, max: 1, validate } });
+    const validated: Knex = knexFactory({
+      client: 'pg',
+      connection: { ...connection, application_name: 'knex-validated' },
+      pool: { min: 0, max: 1, validate },
+    });
     try {
       const checks: ReuseCheckMessage[] = [];
       const onCheck = (m: unknown) => {
         if ((m as ReuseCheckMessage).owner === validate) checks.push(m as ReuseCheckMessage);
       };
       diagnostics.subscribe(REUSE_CHECK_CHANNEL, onCheck);
-      const s = await rounds(() => stock.raw('SELECT 1'), 4);
-      const v = await rounds(() => validated.raw('SELECT 1'), 4);
+      const s = await rounds(() => stock.raw('SELECT 1'), 4, 'knex-stock');
+      const v = await rounds(() => validated.raw('SELECT 1'), 4, 'knex-validated');
       diagnostics.unsubscribe(REUSE_CHECK_CHANNEL, onCheck);
       expect(s.ok).toBe(0);
       expect(s.failed).toHaveLength(4);
@@ -136,7 +143,7 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
   it('generic-pool with testOnBorrow: the stock pool hands out the dead client, the validated one replaces it', async () => {
     const factory = {
       async create() {
-        const client = new pg.Client({ ...server.config, options });
+        const client = new pg.Client({ ...server.config, options, application_name: 'generic-pool' });
         client.on('error', () => {});
         await client.connect();
         return client;
@@ -151,8 +158,8 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
     const validated = createPool({ ...factory, validate: async (client: pg.Client) => validate(client) }, { max: 1, testOnBorrow: true });
     const use = (pool: typeof stock) => pool.use((client) => client.query('SELECT 1'));
     try {
-      const s = await rounds(() => use(stock), 3);
-      const v = await rounds(() => use(validated), 3);
+      const s = await rounds(() => use(stock), 3, 'generic-pool');
+      const v = await rounds(() => use(validated), 3, 'generic-pool');
       expect(s.ok).toBe(0);
       expect(s.failed).toHaveLength(3);
       expect(v).toEqual({ ok: 3, failed: [] });

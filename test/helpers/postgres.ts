@@ -12,10 +12,11 @@ const BIN = ['/usr/lib/postgresql/15/bin', '/usr/lib/postgresql/16/bin', '/usr/l
 export const postgresBin = findProgram(BIN.map((dir) => path.join(dir, 'postgres')));
 const initdbBin = postgresBin === null ? null : findProgram([path.join(path.dirname(postgresBin), 'initdb')]);
 const isReadyBin = postgresBin === null ? null : findProgram([path.join(path.dirname(postgresBin), 'pg_isready')]);
+const psqlBin = postgresBin === null ? null : findProgram([path.join(path.dirname(postgresBin), 'psql')]);
 
 /** Whether the PostgreSQL suites can run (skips outside CI, fails in CI, when missing). */
 export function postgresAvailable(): boolean {
-  return serverAvailable('PostgreSQL', postgresBin !== null && initdbBin !== null && isReadyBin !== null ? postgresBin : null, 'apt-get install postgresql');
+  return serverAvailable('PostgreSQL', postgresBin !== null && initdbBin !== null && isReadyBin !== null && psqlBin !== null ? postgresBin : null, 'apt-get install postgresql');
 }
 
 /** A PostgreSQL server this process started in a temporary directory. */
@@ -31,6 +32,14 @@ export interface Postgres {
   readonly cert: Buffer | null;
   /** Connection settings for `pg` (host, port, user, database). */
   readonly config: { host: string; port: number; user: string; database: string };
+  /** SQL in `psql`, a separate process, synchronously: this event loop stays blocked meanwhile. */
+  adminSync(sql: string): string;
+  /**
+   * Blocks (the event loop too) until the server has no session left with
+   * one of these `application_name`s: each has then sent its goodbye and
+   * closed. Throws after `timeoutMs`.
+   */
+  sessionsGoneSync(applicationNames: readonly string[], timeoutMs?: number): void;
   /** Stops the server (fast shutdown) and removes its directory. */
   stop(): Promise<void>;
 }
@@ -140,7 +149,17 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const config = { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' };
+  const adminSync = (sql: string): string =>
+    execFileSync(psqlBin!, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-XAtqc', sql], { encoding: 'utf8' });
   return {
+    adminSync,
+    sessionsGoneSync(applicationNames, timeoutMs = 15_000) {
+      const list = applicationNames.map((n) => `'${n.replace(/'/g, "''")}'`).join(', ');
+      const deadline = Date.now() + timeoutMs;
+      while (adminSync(`SELECT count(*) FROM pg_stat_activity WHERE application_name IN (${list})`).trim() !== '0') {
+        if (Date.now() > deadline) throw new Error(`sessions ${list} still open after ${timeoutMs} ms`);
+      }
+    },
     host: '127.0.0.1',
     port,
     user: 'postgres',
