@@ -319,9 +319,22 @@ function install(agent: http.Agent, tuning: Tuning | null, policy: ReusePolicy |
   });
 }
 
+// Through a proxy (`proxyEnv`, Node 22.21+ and 24.5+), https.Agent's
+// createConnection() returns the socket to the proxy marked as waiting for
+// the CONNECT tunnel, and delivers the TLS socket of the tunnel through the
+// callback; Node's createSocket() pools only that one, and so it alone is
+// the agent's connection.
+function waitsForTunnel(socket: object): boolean {
+  return Object.getOwnPropertySymbols(socket).some(
+    (key) => key.description === 'kWaitForProxyTunnel' && (socket as Record<symbol, unknown>)[key] === true,
+  );
+}
+
 // Node's createConnection() with the tuning and the announcement of each
 // connection. Node's own createConnection() returns the socket; a custom
-// one may deliver it through the callback instead (or as well).
+// one may deliver it through the callback instead (or as well). The
+// tuning goes to the returned socket: through a proxy tunnel, its TCP
+// connection is the one the tunnel's TLS socket runs over.
 function openConnection(
   agent: http.Agent,
   create: (options: http.ClientRequestArgs, callback?: OnCreate) => Created,
@@ -345,7 +358,7 @@ function openConnection(
           return (callback as (...a: unknown[]) => unknown).apply(this, args);
         };
   const socket = create.call(agent, options, onCreate as OnCreate | undefined);
-  announce(socket);
+  if (typeof socket === 'object' && socket !== null && !waitsForTunnel(socket)) announce(socket);
   return tuneOnConnect(socket, guardOf(agent).tuning);
 }
 
