@@ -75,8 +75,9 @@ describe.runIf(native !== null)('worker threads', () => {
   it('four workers probe their own sockets at once, each answer exact', async () => {
     const rounds = 2000;
     const lib = path.join(root, 'lib', 'index.js');
-    const workers = Array.from({ length: 4 }, () => new Worker(WORKER, { eval: true, workerData: { lib, rounds } }));
+    const workers = Array.from({ length: 4 }, () => new Worker(WORKER, { eval: true, execArgv: [], workerData: { lib, rounds } }));
     cleanups.push(() => workers.forEach((w) => void w.terminate()));
+    const exits = workers.map((w) => once(w, 'exit'));
     const results = (await Promise.all(workers.map((w) => once(w, 'message')))).map(([m]) => m as {
       counts: Record<string, number>;
       final: string;
@@ -87,14 +88,15 @@ describe.runIf(native !== null)('worker threads', () => {
       expect(r.counts).toEqual({ open: rounds, reusable: rounds, swept: rounds, rtt: rounds });
       expect(r.final).toBe('peerClosed');
     }
-    await Promise.all(workers.map((w) => once(w, 'exit')));
+    // Each exits by itself once its sockets and server are closed.
+    expect((await Promise.all(exits)).map(([code]) => code as number)).toEqual([0, 0, 0, 0]);
   });
 
   it('a worker terminated in the middle of probing: the main thread goes on unharmed', async () => {
     const { client } = await pair();
     const lib = path.join(root, 'lib', 'index.js');
     for (let i = 0; i < 3; i++) {
-      const worker = new Worker(SPINNER, { eval: true, workerData: { lib } });
+      const worker = new Worker(SPINNER, { eval: true, execArgv: [], workerData: { lib } });
       const [message] = await once(worker, 'message');
       expect(message).toBe('spinning');
       expect(await worker.terminate()).toBe(1);
