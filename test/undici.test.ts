@@ -141,7 +141,9 @@ beforeAll(async () => {
 });
 afterAll(() => stopServer(plain));
 
-describe.each(majors)('undici $version ($pkg)', (m) => {
+const skipReason = (m: Major) => (m.runs ? '' : ` (skipped: needs Node >= 22.19, this is ${process.versions.node})`);
+
+describe.each(majors.map((m) => ({ ...m, why: skipReason(m) })))('undici $version ($pkg)$why', (m) => {
   const load = () => require(m.pkg) as UndiciModule & typeof import('undici');
 
   describe.runIf(m.runs)('the race, 20 requests', () => {
