@@ -71,10 +71,16 @@ export type SocketError = SockstateError & { readonly errno: number; readonly sy
  * stream) and every socket when {@link supported} is false are answered
  * from Node's flags, with `source: 'flags'`.
  *
+ * An AF_UNIX socket object after its own `end()` reads `localClosed`
+ * (Node's `writableFinished`; the kernel's poll bits do not show it).
+ *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @returns A new {@link ConnectionState} object.
- * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type.
- * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type;
+ *   `ERR_INVALID_ARG_VALUE` for a net.Socket that was never constructed
+ *   (`Object.create(net.Socket.prototype)`).
+ * @throws RangeError `ERR_OUT_OF_RANGE` for a number, or a socket's
+ *   `_handle.fd`, that cannot be an fd.
  * @throws SockstateError a system error for an fd the kernel rejects:
  *   `EBADF` (closed), `ENOTSOCK` (not a socket), `EOPNOTSUPP` (a datagram
  *   socket); `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without the addon.
@@ -90,10 +96,11 @@ export function connectionState(target: Target): ConnectionState {
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`
  *   for a bad argument.
- * @throws SockstateError `ERR_SOCKSTATE_NO_FD` for a socket without an fd;
+ * @throws SockstateError `ERR_SOCKSTATE_NO_FD` for a socket without an fd
+ *   (a cluster worker's round-robin server included);
  *   `ERR_SOCKSTATE_UNSUPPORTED` without the addon; a system error from
- *   `getsockopt`: `EOPNOTSUPP` for AF_UNIX and UDP sockets, `ENOTSOCK`,
- *   `EBADF`.
+ *   `getsockopt`: `EOPNOTSUPP` for AF_UNIX and UDP sockets (IPv6 too,
+ *   where the kernel says ENOPROTOOPT), `ENOTSOCK`, `EBADF`.
  */
 export function tcpInfo(target: Target): TcpInfo {
   const fd = targetFd(target, 'target');

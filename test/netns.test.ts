@@ -88,6 +88,26 @@ describe.runIf(isRoot)('with the link cut in a network namespace', () => {
     }
   });
 
+  it('user timeout with a megabyte queued: errored with 0 unsent and 0 unacked, the queue being gone', async () => {
+    const { socket, error } = await connect();
+    setUserTimeout(socket, 1000);
+    ns.cut();
+    try {
+      socket.write(Buffer.alloc(1 << 20, 2));
+      await waitFor(() => connectionState(socket).stalled, 5000, 'the first retransmission');
+      const stalled = connectionState(socket);
+      expect(stalled.unsentBytes).toBeGreaterThan(0);
+      expect(stalled.unackedBytes).toBeGreaterThan(0);
+      const after = probeBlocked(socket, (s) => s.tcpState !== 'ESTABLISHED', 5000);
+      expect(after).toMatchObject({ status: 'errored', tcpState: 'CLOSE', unsentBytes: 0, unackedBytes: 0 });
+      // The kernel's own counter (write_seq - snd_nxt) outlives the purged queue.
+      expect(tcpInfo(socket).notsentBytes).toBeGreaterThan(0);
+      expect(await error).toMatchObject({ code: 'ETIMEDOUT' });
+    } finally {
+      ns.restore();
+    }
+  });
+
   it('keepalive: probes counted on an idle connection, then errored with ETIMEDOUT', async () => {
     const { socket, error } = await connect();
     setKeepAlive(socket, { idleMs: 1000, intervalMs: 1000, count: 2 });
