@@ -8,10 +8,10 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import type * as stream from 'node:stream';
-import { publishConnection, publishReuseCheck, reuseCheckChannel } from './channel';
+import { publishConnection, publishReuseCheck } from './channel';
 import { invalidArgType } from './errors';
 import { native, unsupported } from './native';
-import { checkReusableWith, isReusable, type ReuseOptions, type ReusePolicy, reusePolicy } from './reuse';
+import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
@@ -45,20 +45,20 @@ function guardOf(agent: http.Agent): Guard {
 /**
  * The one reuse check both agents make, on both paths (a socket taken from
  * the free pool, a socket handed to a queued request): reported on the
- * reuse-check channel. Throws when the check itself fails (the fd is gone).
+ * reuse-check channel. Without options a reusable socket costs one
+ * poll(2); only an eviction pays for the probe that names its reason.
+ * Throws when the check itself fails (the fd is gone).
  */
 function reusable(agent: object, socket: net.Socket, policy: ReusePolicy | null): boolean {
-  // Without options and without subscribers, one poll(2) answers.
-  if (policy === null && !reuseCheckChannel.hasSubscribers) return isReusable(socket);
-  let verdict;
+  let reason: ReuseReason;
   try {
-    verdict = checkReusableWith(socket, policy);
+    reason = reuseReasonWith(socket, policy);
   } catch (err) {
     publishReuseCheck(agent, false, 'error');
     throw err;
   }
-  publishReuseCheck(agent, verdict.reusable, verdict.reason);
-  return verdict.reusable;
+  publishReuseCheck(agent, reason === 'idle', reason);
+  return reason === 'idle';
 }
 
 const httpAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
@@ -364,7 +364,7 @@ function openConnection(
 
 /**
  * A drop-in `http.Agent` that checks every keep-alive socket with
- * {@link isReusable} before handing it to a request: one taken from the
+ * `isReusable()` before handing it to a request: one taken from the
  * free pool, and one handed straight from a finished request to a queued
  * one (when `maxSockets` is reached). A socket the kernel already knows is
  * closed, reset, or holding unread bytes is destroyed, removed from the

@@ -498,4 +498,22 @@ describe('reuse options', () => {
     ]);
     expect(agent.staleSocketsDestroyed).toBe(0);
   });
+
+  it('the options decide at the queued hand-off too: a socket silent for longer is not handed over', async () => {
+    // The response had reached the kernel before Node read it and emitted
+    // 'free'; a listener in front of the guard's keeps the loop busy 100 ms
+    // there, so at the hand-off the peer has been silent that long by the
+    // kernel's clocks. Without options the same hand-off is reusable (see
+    // 'healthy connections at the hand-off' in agent-handoff.test.ts).
+    const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
+    const agent = track(new Agent({ maxSockets: 1, reuse: { maxSilentMs: 20 } }));
+    const checks = subscribeChecks();
+    agent.prependOnceListener('free', () => busyWait(100));
+    const [a, b] = await Promise.all([get(agent, server.port), get(agent, server.port)]);
+    expect(a).toMatchObject({ ok: true });
+    expect(b).toMatchObject({ ok: true, reused: false });
+    expect(b.localPort).not.toBe(a.localPort);
+    expect(agent.staleSocketsDestroyed).toBe(1);
+    expect(checks).toEqual([{ owner: agent, reusable: false, reason: 'silent' }]);
+  });
 });
