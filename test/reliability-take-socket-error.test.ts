@@ -96,6 +96,32 @@ describe.runIf(native !== null)('takeSocketError and bytes the owner has not rea
     expect((await errored)[0]).toBe(err);
   });
 
+  it('once the error is taken nothing throws: a destroy() that throws gets a warning, and the error is returned', async () => {
+    const { client, peer } = await pair();
+    peer.resetAndDestroy();
+    const deadline = Date.now() + 2000;
+    while (connectionState(client).status !== 'reset' && Date.now() < deadline);
+    const warnings: (Error & { code?: string })[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    const own = client as net.Socket & { destroy: net.Socket['destroy'] };
+    own.destroy = () => {
+      throw new Error('destroy refused');
+    };
+    let err: ReturnType<typeof takeSocketError> = null;
+    try {
+      err = takeSocketError(client);
+    } finally {
+      delete (own as { destroy?: unknown }).destroy;
+    }
+    expect(err).toMatchObject({ code: 'ECONNRESET', syscall: 'getsockopt' });
+    await new Promise((r) => setImmediate(r));
+    process.removeListener('warning', onWarning);
+    expect(warnings.map((w) => w.code)).toEqual(['SOCKSTATE_HAND_BACK_FAILED']);
+    expect(warnings[0]!.message).toContain('destroy refused');
+    client.destroy();
+  });
+
   it('TLS: refuses while encrypted records are unread in the kernel; the plaintext then reaches the owner', async () => {
     const { key, cert } = makeCertificate();
     // A TLS server over a plain socket, so its end can reset (SO_LINGER 0).
