@@ -61,6 +61,25 @@ function reusable(agent: object, socket: net.Socket, policy: ReusePolicy | null)
   return reason === 'idle';
 }
 
+/**
+ * Both paths' verdict on a socket about to be handed out: true when it is
+ * reusable; otherwise it is destroyed. A check that itself failed (the fd
+ * is gone) leaves the socket unusable, and its error goes out as a process
+ * warning: no request owns the socket, and Node's listener on a free
+ * socket drops errors.
+ */
+function keepOrDestroy(agent: object, socket: net.Socket, policy: ReusePolicy | null): boolean {
+  let failure: Error | undefined;
+  try {
+    if (reusable(agent, socket, policy)) return true;
+  } catch (err) {
+    failure = err as Error;
+  }
+  socket.destroy();
+  if (failure !== undefined) process.emitWarning(failure);
+  return false;
+}
+
 const httpAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 const httpsAddRequest = (https.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 
@@ -135,20 +154,9 @@ function evictStale(
     // A custom createConnection() may pool other duplex streams: those are
     // Node's to judge.
     if (!(socket instanceof net.Socket)) break;
-    let failure: Error | undefined;
-    let ok: boolean;
-    try {
-      ok = reusable(agent, socket, policy);
-    } catch (err) {
-      // The check itself failed (the fd is gone): the socket is unusable,
-      // and the error goes to it, where Node's free-socket error listener
-      // handles it.
-      failure = err as Error;
-      ok = false;
-    }
-    if (ok) break;
-    if (!socket.destroyed) destroyed += 1;
-    socket.destroy(failure);
+    const live = !socket.destroyed;
+    if (keepOrDestroy(agent, socket, policy)) break;
+    if (live) destroyed += 1;
     socket.emit('agentRemove');
     // A socket without the agent's listeners must not stall the loop.
     if (free[index] === socket) {
@@ -180,18 +188,8 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
   if ((socket as unknown as { _httpMessage?: unknown })._httpMessage == null) return;
   const queued = agent.requests[agent.getName(options)];
   if (queued === undefined || queued.length === 0) return;
-  let failure: Error | undefined;
-  try {
-    if (reusable(agent, socket, guard.policy)) return;
-  } catch (err) {
-    failure = err as Error;
-  }
-  guard.staleSocketsDestroyed += 1;
-  // The socket's request is over and took its 'error' listener with it: an
-  // error passed to destroy() would be uncaught, so a failed check goes
-  // out as a warning instead.
-  socket.destroy();
-  if (failure !== undefined) process.emitWarning(failure);
+  // Writable, so live until now.
+  if (!keepOrDestroy(agent, socket, guard.policy)) guard.staleSocketsDestroyed += 1;
 }
 
 // Node's Agent reads only own options too ({ __proto__: null, ...options }).

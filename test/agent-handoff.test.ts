@@ -319,21 +319,21 @@ describe('a check that itself fails (the fd is gone: EBADF)', () => {
     expect(warnings).toEqual([expect.objectContaining({ name: 'SockstateError', code: 'EBADF' })]);
   });
 
-  it("in the free pool: the socket is destroyed with the error (Node's free-socket listener takes it) and counted", async () => {
+  it('in the free pool: the socket is destroyed and counted, the error goes out as a warning, the request gets a new connection', async () => {
+    // Node's free-socket 'error' listener destroys a pooled socket and
+    // drops the error: passed to destroy(), it would reach nobody.
     const { agent, port, checks, warnings } = await setUp(Number.POSITIVE_INFINITY);
     const first = await start(agent, port, http).done;
     await new Promise((resolve) => setImmediate(resolve));
     const [socket] = Object.values(agent.freeSockets)[0]!;
     breakFd(socket!);
-    const errors: unknown[] = [];
-    socket!.on('error', (err) => errors.push(err));
     const next = await start(agent, port, http).done;
     expect(next).toMatchObject({ ok: true, reused: false });
     expect(next.localPort).not.toBe(first.localPort);
     expect(agent.staleSocketsDestroyed).toBe(1);
     expect(checks).toEqual([{ owner: agent, reusable: false, reason: 'error' }]);
     await waitFor(() => socket!.closed, 2000, 'the socket to close');
-    expect(errors).toEqual([expect.objectContaining({ name: 'SockstateError', code: 'EBADF' })]);
-    expect(warnings).toEqual([]);
+    await waitFor(() => warnings.length > 0, 2000, 'the warning');
+    expect(warnings).toEqual([expect.objectContaining({ name: 'SockstateError', code: 'EBADF' })]);
   });
 });
