@@ -75,10 +75,14 @@ function expectStock(result: RaceResult, stock: Stock): void {
   expect(result.codes).toEqual(['UND_ERR_SOCKET']);
 }
 
-function expectGuarded(result: RaceResult): void {
+// `request` dispatches synchronously, so the guard sees every raced
+// socket. fetch() and stream() may reach dispatch a few microtasks later,
+// or after Node has read the FIN, when undici itself moves on: there the
+// guard must have acted at least once.
+function expectGuarded(result: RaceResult, synchronous = true): void {
   expect(result.raced).toBeGreaterThanOrEqual(1);
   expect(result).toMatchObject({ failures: 0, racedFailures: 0, codes: [] });
-  expect(result.staleSocketsDestroyed).toBeGreaterThanOrEqual(result.raced);
+  expect(result.staleSocketsDestroyed).toBeGreaterThanOrEqual(synchronous ? result.raced : 1);
 }
 
 // Node's bundled undici per line and what its fetch does when stock.
@@ -165,7 +169,7 @@ describe.each(majors.map((m) => ({ ...m, why: skipReason(m) })))('undici $versio
       // (UND_ERR_INVALID_ARG on every request).
       const unsupported = client === 'fetch' && m.pkg.startsWith('undici6') && major >= 26;
       it.skipIf(unsupported)(`${what}: 0 failures from an I/O callback`, async () => {
-        expectGuarded(await race(url, { undici: m.pkg, guarded: true, client, mode: 'io', n: 12 }));
+        expectGuarded(await race(url, { undici: m.pkg, guarded: true, client, mode: 'io', n: 12 }), false);
       }, 120_000);
     }
   });
@@ -316,7 +320,7 @@ describe.concurrent(`Node ${major}'s built-in fetch (undici ${bundled[major]?.ve
           race(url, { undici: 'undici', guarded: true, global: true, client: 'fetch', mode }),
         ]);
         expectStock(stock, expected![mode]);
-        expectGuarded(guarded);
+        expectGuarded(guarded, false);
       },
       120_000,
     );
