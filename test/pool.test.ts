@@ -95,12 +95,18 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
 
   it('knex (client pg, tarn pool): 4 of 4 stock queries fail after the server\'s idle timeout, 0 of 4 validated', async () => {
     const connection = { ...server.config, options };
-    const stock: Knex = knexFactory({ client: 'pg', connection: { ...connection, application_name: 'knex-stock' }, pool: { min: 0, max: 1 } });
+    // knex's warnings, collected: the stock pool's lost connections, and any
+    // "Pool validate threw" (there must be none).
+    const warnings: string[] = [];
+    const log = { warn: (m: string) => warnings.push(m), error: (m: string) => warnings.push(m), deprecate() {}, debug() {} };
+    const stock: Knex = knexFactory({ client: 'pg', connection: { ...connection, application_name: 'knex-stock' }, pool: { min: 0, max: 1 }, log });
     const validate = createValidator();
+    const validatedWarnings: string[] = [];
     const validated: Knex = knexFactory({
       client: 'pg',
       connection: { ...connection, application_name: 'knex-validated' },
       pool: { min: 0, max: 1, validate },
+      log: { ...log, warn: (m: string) => validatedWarnings.push(m), error: (m: string) => validatedWarnings.push(m) },
     });
     try {
       const checks: ReuseCheckMessage[] = [];
@@ -119,6 +125,7 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       // the warm-up's, the dead one's (the server's FATAL unread) and its replacement's.
       expect(validate.stats).toEqual({ checked: 12, rejected: 4, rejectedByReason: { closed: 0, dataPending: 4, stalled: 0, silent: 0 } });
       expect(checks.map((c) => c.reason)).toEqual(Array(4).fill(['idle', 'dataPending', 'idle']).flat());
+      expect(validatedWarnings.filter((w) => w.includes('Pool validate threw'))).toEqual([]);
     } finally {
       await stock.destroy();
       await validated.destroy();
