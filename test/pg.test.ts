@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as diagnostics from 'node:diagnostics_channel';
 import { EventEmitter, once } from 'node:events';
+import * as path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
@@ -347,6 +348,15 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
 });
 
 describe('sockstate/pg: arguments, and clients without a socket', () => {
+  it('loads no driver: neither the core, sockstate/pg nor sockstate/pool requires pg, pg-pool, knex, generic-pool or mysql2', () => {
+    // The built package, in a fresh process, as users load it.
+    const lib = path.join(__dirname, '..', 'lib');
+    const script =
+      `for (const m of ['index.js', 'pg.js', 'pool.js']) require(require('path').join(${JSON.stringify(lib)}, m));` +
+      "console.log(JSON.stringify(Object.keys(require.cache).filter((k) => /node_modules[\\/](pg|pg-pool|knex|generic-pool|mysql2)[\\/]/.test(k))));";
+    expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([]);
+  });
+
   it('rejects what is not a pg.Pool, and bad options', () => {
     expect(caught(() => guardPool(null as unknown as object))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
     expect(caught(() => guardPool({}))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
