@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
 import { CONNECTION_CHANNEL, REUSE_CHECK_CHANNEL, type ConnectionMessage, type ReuseCheckMessage } from '../src/channel';
 import { connectionState } from '../src/index';
+import { type Outcome, request, type Started } from './helpers/http-agent';
 import { busyWait, listen, spawnFixture, waitFor } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 
@@ -25,34 +26,8 @@ import { makeCertificate } from './helpers/tls';
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 const stockChecks = nodeMajor >= 22;
 
-interface Outcome {
-  ok: boolean;
-  code: string | undefined;
-  reused: boolean;
-  localPort: number | undefined;
-}
-
-interface Started {
-  req: http.ClientRequest;
-  done: Promise<Outcome>;
-}
-
 function start(agent: http.Agent, port: number, client: typeof http | typeof https, extra: https.RequestOptions = {}): Started {
-  let localPort: number | undefined;
-  let req!: http.ClientRequest;
-  const done = new Promise<Outcome>((resolve) => {
-    req = client.get({ host: '127.0.0.1', port, path: '/', agent, ...extra }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ ok: true, code: undefined, reused: req.reusedSocket, localPort }));
-      res.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: err.code, reused: req.reusedSocket, localPort }));
-    });
-    req.on('socket', (s: net.Socket) => {
-      localPort = s.localPort;
-      if (localPort === undefined) s.once('connect', () => (localPort = s.localPort));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: err.code, reused: req.reusedSocket, localPort }));
-  });
-  return { req, done };
+  return request(agent, { host: '127.0.0.1', port, ...extra }, client);
 }
 
 const cleanups: (() => void)[] = [];

@@ -6,7 +6,8 @@ import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
 import { CONNECTION_CHANNEL, type ConnectionMessage } from '../src/channel';
-import { connectionState, getKeepAlive } from '../src/index';
+import { getKeepAlive } from '../src/index';
+import { type Outcome, request, settle, spinUntilPeerClosed } from './helpers/http-agent';
 import { listen } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 
@@ -28,28 +29,16 @@ function proxyEnv(env: Record<string, string>): http.AgentOptions {
   return { proxyEnv: env } as http.AgentOptions;
 }
 
-interface Outcome {
-  ok: boolean;
-  reused: boolean;
-  socket: net.Socket;
-}
-
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-function get(agent: http.Agent, client: typeof http | typeof https, port: number, extra: https.RequestOptions = {}): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const req = client.get({ host: '127.0.0.1', port, path: '/', agent, ...extra }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ ok: res.statusCode === 200, reused: req.reusedSocket, socket: req.socket! }));
-    });
-    req.on('error', reject);
-  });
+async function get(agent: http.Agent, client: typeof http | typeof https, port: number, extra: https.RequestOptions = {}): Promise<Outcome & { socket: net.Socket }> {
+  const outcome = await request(agent, { host: '127.0.0.1', port, ...extra }, client).done;
+  if (!outcome.ok || outcome.status !== 200) throw new Error(`request failed: ${outcome.code ?? outcome.status}`);
+  return outcome as Outcome & { socket: net.Socket };
 }
-
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function announcements(): ConnectionMessage[] {
   const seen: ConnectionMessage[] = [];
@@ -67,14 +56,6 @@ function expectAnnounced(seen: ConnectionMessage[], agent: http.Agent, sockets: 
   for (const [i, m] of seen.entries()) {
     expect(m.owner).toBe(agent);
     expect(m.socket).toBe(sockets[i]);
-  }
-}
-
-// Spins, without letting the loop run, until our kernel shows the FIN.
-function spinUntilPeerClosed(socket: net.Socket): void {
-  const deadline = Date.now() + 5000;
-  while (connectionState(socket).status !== 'peerClosed') {
-    if (Date.now() > deadline) throw new Error("the proxy's FIN never arrived");
   }
 }
 

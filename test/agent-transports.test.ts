@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../src/agent';
-import { connectionState } from '../src/index';
+import { type Outcome, request, settle, spinUntilPeerClosed, type Started } from './helpers/http-agent';
 import { busyWait, spawnFixture } from './helpers/sockets';
 
 // Both reuse paths (a socket taken from the free pool, one handed to a
@@ -21,29 +21,8 @@ afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-interface Started {
-  req: http.ClientRequest;
-  done: Promise<{ ok: boolean; code: string | undefined; reused: boolean }>;
-}
-
 function start(agent: http.Agent, target: http.RequestOptions): Started {
-  let req!: http.ClientRequest;
-  const done = new Promise<{ ok: boolean; code: string | undefined; reused: boolean }>((resolve) => {
-    req = http.get({ ...target, path: '/', agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ ok: true, code: undefined, reused: req.reusedSocket }));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: err.code, reused: req.reusedSocket }));
-  });
-  return { req, done };
-}
-
-// Spins without letting the loop run until the kernel shows the peer's FIN.
-function spinUntilPeerClosed(socket: net.Socket): void {
-  const deadline = Date.now() + 5000;
-  while (connectionState(socket).status !== 'peerClosed') {
-    if (Date.now() > deadline) throw new Error("the server's FIN never arrived");
-  }
+  return request(agent, target);
 }
 
 // An in-process HTTP server that keeps connections open; the test closes
@@ -76,10 +55,10 @@ async function closingServer(unixPath?: string): Promise<http.RequestOptions> {
 
 // The free pool: the server closes the pooled connection while the loop
 // is busy; the next request must not go out on it.
-async function freePoolRace(agent: http.Agent, target: http.RequestOptions, peers: net.Socket[]): Promise<{ ok: boolean; code: string | undefined; reused: boolean }> {
+async function freePoolRace(agent: http.Agent, target: http.RequestOptions, peers: net.Socket[]): Promise<Outcome> {
   cleanups.push(() => agent.destroy());
   expect((await start(agent, target).done).ok).toBe(true);
-  await new Promise((resolve) => setImmediate(resolve));
+  await settle();
   const [socket] = Object.values(agent.freeSockets)[0]!;
   peers.at(-1)!.destroy();
   spinUntilPeerClosed(socket!);
@@ -89,7 +68,7 @@ async function freePoolRace(agent: http.Agent, target: http.RequestOptions, peer
 // The queued hand-off: maxSockets 1, two requests; the server (a
 // closingServer()) ends the connection after the first answer while the
 // loop is busy.
-async function handOffRace(agent: http.Agent, target: http.RequestOptions): Promise<{ ok: boolean; code: string | undefined; reused: boolean }> {
+async function handOffRace(agent: http.Agent, target: http.RequestOptions): Promise<Outcome> {
   cleanups.push(() => agent.destroy());
   const first = start(agent, target);
   const second = start(agent, target);

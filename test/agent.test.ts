@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
 import { REUSE_CHECK_CHANNEL } from '../src/channel';
 import { connectionState } from '../src/index';
+import { type Outcome, request, settle, spinUntilPeerClosed } from './helpers/http-agent';
 import { busyWait, listen, sleep, spawnFixture, waitFor } from './helpers/sockets';
 
 // The keep-alive race on real loopback sockets: Node's stock agent next to
@@ -25,37 +26,14 @@ const stockChecks = Number(process.versions.node.split('.')[0]) >= 22;
 // A stale free socket, as the stock agent of this line ends up with it.
 const stockOnStale = stockChecks ? { ok: true, reused: false } : { ok: false, code: 'ECONNRESET', reused: true };
 
-interface Outcome {
-  ok: boolean;
-  code: string | undefined;
-  reused: boolean;
-  localPort: number | undefined;
-}
-
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
 function get(agent: http.Agent, port: number, client: typeof http | typeof https = http, extra: https.RequestOptions = {}): Promise<Outcome> {
-  return new Promise((resolve) => {
-    let localPort: number | undefined;
-    const req = client.get({ host: '127.0.0.1', port, path: '/', agent, ...extra }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ ok: true, code: undefined, reused: req.reusedSocket, localPort }));
-      res.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: err.code, reused: req.reusedSocket, localPort }));
-    });
-    req.on('socket', (s: net.Socket) => {
-      localPort = s.localPort;
-      if (localPort === undefined) s.once('connect', () => (localPort = s.localPort));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: err.code, reused: req.reusedSocket, localPort }));
-  });
+  return request(agent, { host: '127.0.0.1', port, ...extra }, client).done;
 }
-
-// 'free' is emitted on a nextTick after the response ends; a turn of the
-// loop puts the socket back in the pool.
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function freeCount(agent: http.Agent): number {
   return Object.values(agent.freeSockets).reduce((n, list) => n + (list?.length ?? 0), 0);
@@ -79,14 +57,6 @@ const fields = (agent: http.Agent): AgentFields => agent as unknown as AgentFiel
 function track<T extends http.Agent>(agent: T): T {
   cleanups.push(() => agent.destroy());
   return agent;
-}
-
-/** Waits (without letting the loop run) until the kernel has the peer's FIN on our side. */
-function spinUntilPeerClosed(socket: net.Socket): void {
-  const deadline = Date.now() + 5000;
-  while (connectionState(socket).status !== 'peerClosed') {
-    if (Date.now() > deadline) throw new Error(`socket ${socket.localPort} never saw the peer's FIN`);
-  }
 }
 
 // An in-process Node server whose side of a chosen connection the test
