@@ -29,6 +29,9 @@ interface AgentInternals {
 // .d.ts declares no private fields (which older TypeScript targets reject).
 interface Guard {
   staleSocketsDestroyed: number;
+  // Set while Node's addRequest() runs: its first getName() call names the
+  // pool it is about to take a free socket from.
+  addingRequest: boolean;
   readonly tuning: Tuning | null;
   readonly policy: ReusePolicy | null;
 }
@@ -83,51 +86,10 @@ function keepOrDestroy(agent: object, socket: net.Socket, policy: ReusePolicy | 
 const httpAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 const httpsAddRequest = (https.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 
-const SKIP = Symbol('skip');
-
-// Node's calculateServerName (lib/_http_agent.js): the TLS name is part of
-// the pool key. SKIP where Node itself throws (a non-string Host header),
-// so that the guard steps aside and Node reports the error.
-function serverName(options: Record<string, unknown>, req: http.ClientRequest): unknown {
-  let name = options.host;
-  const hostHeader = req.getHeader('host');
-  if (hostHeader) {
-    if (typeof hostHeader !== 'string') return SKIP;
-    if (hostHeader.startsWith('[')) {
-      const end = hostHeader.indexOf(']');
-      name = end === -1 ? hostHeader : hostHeader.substring(1, end);
-    } else {
-      name = hostHeader.split(':', 1)[0];
-    }
-  }
-  // Node does not set an IP address as the TLS server name.
-  return typeof name === 'string' && net.isIP(name) !== 0 ? '' : name;
-}
-
-// The key addRequest() will use for this request: the same merge and
-// normalisation Node applies before calling getName().
-function poolName(
-  agent: AgentInternals,
-  req: http.ClientRequest,
-  options: unknown,
-  port: unknown,
-  localAddress: unknown,
-): string | null {
-  const given = typeof options === 'string' ? { host: options, port, localAddress } : options;
-  const merged = Object.assign(Object.create(null) as Record<string, unknown>, given, agent.options);
-  if (merged.socketPath) merged.path = merged.socketPath;
-  if (!merged.servername && merged.servername !== '') {
-    const name = serverName(merged, req);
-    if (name === SKIP) return null;
-    merged.servername = name;
-  }
-  return agent.getName(merged);
-}
-
 /**
- * Checks the free sockets of the request's pool in the order addRequest()
- * will take them (`fifo`: oldest first, `lifo`: newest first) and removes
- * each one that is not reusable, until one is or none is left; addRequest()
+ * Checks the free sockets of pool `name` in the order addRequest() will
+ * take them (`fifo`: oldest first, `lifo`: newest first) and removes each
+ * one that is not reusable, until one is or none is left; addRequest()
  * then takes the survivor, or connects anew. Returns how many live sockets
  * it destroyed.
  *
@@ -135,16 +97,7 @@ function poolName(
  * freeSocketErrorListener): destroy, then 'agentRemove', whose listener
  * takes the socket out of freeSockets and totalSocketCount synchronously.
  */
-function evictStale(
-  agent: AgentInternals,
-  policy: ReusePolicy | null,
-  req: http.ClientRequest,
-  options: unknown,
-  port: unknown,
-  localAddress: unknown,
-): number {
-  const name = poolName(agent, req, options, port, localAddress);
-  if (name === null) return 0;
+function evictStale(agent: AgentInternals, policy: ReusePolicy | null, name: string): number {
   const free = agent.freeSockets[name];
   if (free === undefined) return 0;
   let destroyed = 0;
@@ -310,7 +263,7 @@ function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): bo
 // What both agents' constructors do after Node's: keep the guard's state
 // and put the hand-off check in front of Node's 'free' handler.
 function install(agent: http.Agent, tuning: Tuning | null, policy: ReusePolicy | null): void {
-  const guard: Guard = { staleSocketsDestroyed: 0, tuning, policy };
+  const guard: Guard = { staleSocketsDestroyed: 0, addingRequest: false, tuning, policy };
   guards.set(agent, guard);
   agent.prependListener('free', (socket: unknown, options: unknown) => {
     guardHandOff(agent as unknown as AgentInternals, guard, socket, options);
@@ -358,6 +311,32 @@ function openConnection(
   const socket = create.call(agent, options, onCreate as OnCreate | undefined);
   if (typeof socket === 'object' && socket !== null && !waitsForTunnel(socket)) announce(socket);
   return tuneOnConnect(socket, guardOf(agent).tuning);
+}
+
+// Node's addRequest() merges and normalises the request's options (the
+// TLS server name from the Host header included), then asks getName() for
+// the pool's key and reads that pool's free sockets at once. The guard
+// evicts stale free sockets at that first getName() call, with the very
+// key Node computed, rather than repeating Node's normalisation.
+function guardedAddRequest(agent: http.Agent, addRequest: AddRequest, args: Parameters<AddRequest>): void {
+  const guard = guardOf(agent);
+  guard.addingRequest = true;
+  try {
+    addRequest.apply(agent, args);
+  } finally {
+    guard.addingRequest = false;
+  }
+}
+
+function guardedName(agent: http.Agent, name: string): string {
+  const guard = guardOf(agent);
+  if (guard.addingRequest) {
+    // Only the first call: eviction runs Node's removeSocket(), which
+    // calls getName() again.
+    guard.addingRequest = false;
+    guard.staleSocketsDestroyed += evictStale(agent as unknown as AgentInternals, guard.policy, name);
+  }
+  return name;
 }
 
 /**
@@ -422,9 +401,12 @@ export class Agent extends http.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    const guard = guardOf(this);
-    guard.staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, guard.policy, req, options, port, localAddress);
-    httpAddRequest.call(this, req, options, port, localAddress);
+    guardedAddRequest(this, httpAddRequest, [req, options, port, localAddress]);
+  }
+
+  /** Node's hook for a pool's key; where addRequest() asks, stale free sockets of that pool are evicted first. @internal */
+  override getName(options?: http.ClientRequestArgs): string {
+    return guardedName(this, super.getName(options));
   }
 }
 
@@ -480,8 +462,11 @@ export class HttpsAgent extends https.Agent {
    * @internal
    */
   addRequest(req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown): void {
-    const guard = guardOf(this);
-    guard.staleSocketsDestroyed += evictStale(this as unknown as AgentInternals, guard.policy, req, options, port, localAddress);
-    httpsAddRequest.call(this, req, options, port, localAddress);
+    guardedAddRequest(this, httpsAddRequest, [req, options, port, localAddress]);
+  }
+
+  /** Node's hook for a pool's key; where addRequest() asks, stale free sockets of that pool are evicted first. @internal */
+  override getName(options?: https.RequestOptions): string {
+    return guardedName(this, super.getName(options));
   }
 }
