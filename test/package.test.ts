@@ -56,6 +56,9 @@ describe('the published package', () => {
     // No install-time scripts (npm's allowScripts has nothing to warn about),
     // and no implicit `node-gyp rebuild` for binding.gyp.
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) expect(pkg.scripts?.[hook]).toBeUndefined();
+    // npm runs `dependencies` for the project under development only: the
+    // clone's `npm install` builds, a consumer's install runs nothing.
+    expect(pkg.scripts?.dependencies).toBe('node scripts/build.js --if-missing && tsc -p tsconfig.build.json');
     expect(pkg.gypfile).toBe(false);
     expect(pkg.engines).toEqual({ node: '>=20' });
     expect(pkg.license).toBe('MIT');
