@@ -79,7 +79,8 @@ function views(scratch: Scratch, n: number): void {
 let kept: Scratch = newScratch(0);
 let inUse = false;
 
-function checkTargets(targets: unknown): asserts targets is readonly Target[] {
+/** Checks the `targets` argument of probeMany() and probeManyAsync(): an array of at most 2**24. */
+export function checkTargets(targets: unknown): asserts targets is readonly Target[] {
   if (!Array.isArray(targets)) throw invalidArgType('targets', 'an instance of Array', targets);
   if (targets.length > MAX_TARGETS) throw outOfRange('targets.length', `<= ${MAX_TARGETS}`, targets.length);
 }
@@ -88,7 +89,8 @@ function unsupportedRawFd(index: number): SockstateError {
   return unsupported(`probeMany() with a raw fd (targets[${index}])`);
 }
 
-function failure(error: SockstateError): ProbeFailure {
+/** The entry for a target whose probe failed with `error`. */
+export function failure(error: SockstateError): ProbeFailure {
   return {
     status: 'unknown',
     tcpState: null,

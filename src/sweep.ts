@@ -5,11 +5,11 @@
  */
 import * as net from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { codedError, invalidArgType, type SockstateError, systemError } from './errors';
+import { codedError, type SockstateError, systemError } from './errors';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
 import { native, unsupported } from './native';
-import type { ProbeFailure, ProbeManyEntry } from './probe-many';
+import { checkTargets, failure, type ProbeFailure, type ProbeManyEntry } from './probe-many';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 
@@ -20,23 +20,8 @@ import { type Target, targetFd } from './target';
  */
 export const SWEEP_CHUNK = 2048;
 
-function failed(error: SockstateError): ProbeFailure {
-  return {
-    status: 'unknown',
-    tcpState: null,
-    pendingError: false,
-    readClosed: false,
-    unreadBytes: 0,
-    unsentBytes: 0,
-    unackedBytes: 0,
-    stalled: false,
-    source: 'kernel',
-    error,
-  };
-}
-
 function fdChanged(index: number): ProbeFailure {
-  return failed(
+  return failure(
     codedError(
       'ERR_SOCKSTATE_FD_CHANGED',
       `probeManyAsync(): targets[${index}] was closed (and its fd possibly reused) before the sweep read it`,
@@ -67,12 +52,13 @@ function fdChanged(index: number): ProbeFailure {
  * @param targets - net.Socket, tls.TLSSocket, listening net.Server or fd numbers.
  * @returns A promise of one new entry per target.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` (synchronously) when `targets` is
- *   not an array; the promise rejects with it when an element is not a
+ *   not an array, RangeError `ERR_OUT_OF_RANGE` when it holds more than
+ *   2**24 targets (as {@link probeMany}); the promise rejects with it when an element is not a
  *   target, RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an
  *   fd, `ERR_SOCKSTATE_UNSUPPORTED` for a raw fd without the addon.
  */
 export function probeManyAsync(targets: readonly Target[]): Promise<ProbeManyEntry[]> {
-  if (!Array.isArray(targets)) throw invalidArgType('targets', 'an instance of Array', targets);
+  checkTargets(targets);
   return sweepTargets(targets.slice());
 }
 
@@ -128,7 +114,7 @@ async function sweepTargets(targets: readonly Target[]): Promise<ProbeManyEntry[
       try {
         state = kernel.state(fds[k]!);
       } catch (err) {
-        state = failed(err as SockstateError);
+        state = failure(err as SockstateError);
       }
       result[i] = state;
       fds[k] = -1;
@@ -148,7 +134,7 @@ async function sweepTargets(targets: readonly Target[]): Promise<ProbeManyEntry[
       const target = targets[i]!;
       result[i] = typeof target === 'number' ? fdChanged(i) : flagsState(target);
     } else {
-      result[i] = failed(systemError(rc, syscalls[out[base + SYSCALL]!] ?? 'getsockopt'));
+      result[i] = failure(systemError(rc, syscalls[out[base + SYSCALL]!] ?? 'getsockopt'));
     }
   }
   return result;

@@ -125,4 +125,11 @@ describe('probeManyAsync', () => {
     await expect(probeManyAsync([-1])).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(await probeManyAsync([])).toEqual([]);
   });
+
+  it('refuses an array longer than probeMany takes at once, without copying it', () => {
+    const err = caught(() => probeManyAsync(new Array(2 ** 32 - 1)));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.code).toBe('ERR_OUT_OF_RANGE');
+    expect(err.message).toContain('"targets.length"');
+  });
 });
