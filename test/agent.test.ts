@@ -6,6 +6,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
 import { REUSE_CHECK_CHANNEL } from '../src/channel';
@@ -136,33 +137,26 @@ describe('Agent and HttpsAgent are drop-in agents', () => {
 });
 
 describe('stale free sockets against Node servers', () => {
-  it(`http: a socket whose server closed it is destroyed and replaced; stock Node ${stockChecks ? 'does the same' : 'reuses it and fails'}`, async () => {
+  it.each([
+    { how: 'closed', close: (server: NodeServer, socket: net.Socket) => server.closeBehind(socket) },
+    {
+      how: 'reset',
+      close: (server: NodeServer, socket: net.Socket) => {
+        server.peers.get(socket.localPort!)!.resetAndDestroy();
+        const deadline = Date.now() + 5000;
+        while (connectionState(socket).status !== 'reset') {
+          if (Date.now() > deadline) throw new Error("the client never saw the server's RST");
+        }
+      },
+    },
+  ])(`http: a socket whose server $how it is destroyed and replaced; stock Node ${stockChecks ? 'does the same' : 'reuses it and fails'}`, async ({ close }) => {
     const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
     const results: Record<string, Outcome> = {};
     for (const [label, agent] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
       expect((await get(agent, server.port)).ok).toBe(true);
       await settle();
       const [socket] = agent.freeSockets[`127.0.0.1:${server.port}:`]!;
-      server.closeBehind(socket!);
-      results[label] = await get(agent, server.port);
-      if (agent instanceof Agent) expect(agent.staleSocketsDestroyed).toBe(1);
-    }
-    expect(results.stock).toMatchObject(stockOnStale);
-    expect(results.sockstate).toMatchObject({ ok: true, reused: false });
-  });
-
-  it(`http: a socket whose server reset it is destroyed and replaced; stock Node ${stockChecks ? 'does the same' : 'reuses it and fails'}`, async () => {
-    const server = await nodeServer(http.createServer((_req, res) => res.end('x')));
-    const results: Record<string, Outcome> = {};
-    for (const [label, agent] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
-      expect((await get(agent, server.port)).ok).toBe(true);
-      await settle();
-      const [socket] = agent.freeSockets[`127.0.0.1:${server.port}:`]!;
-      server.peers.get(socket!.localPort!)!.resetAndDestroy();
-      const deadline = Date.now() + 5000;
-      while (connectionState(socket!).status !== 'reset') {
-        if (Date.now() > deadline) throw new Error("the client never saw the server's RST");
-      }
+      close(server, socket!);
       results[label] = await get(agent, server.port);
       if (agent instanceof Agent) expect(agent.staleSocketsDestroyed).toBe(1);
     }
@@ -184,6 +178,8 @@ describe('stale free sockets against Node servers', () => {
     }
     expect(results.stock).toMatchObject(stockOnStale);
     expect(results.sockstate).toMatchObject({ ok: true, reused: false });
+    // The replacement connection resumed the TLS session of the stale one.
+    expect((results.sockstate!.socket as tls.TLSSocket).isSessionReused()).toBe(true);
   });
 
   it('https: a server that ended the connection (close_notify, then FIN) while the loop was busy', async () => {
