@@ -349,7 +349,11 @@ describe('over TLS', () => {
       race(tlsUrl, { undici: m.pkg, client: 'request', mode: 'io', ca }),
       race(tlsUrl, { undici: m.pkg, guarded: true, client: 'request', mode: 'io', ca }),
     ]);
-    expectStock(stock, m.stock.io);
+    // Over TLS "raced" over-counts now and then: Node may have read the FIN
+    // from the TCP handle (the kernel still says CLOSE_WAIT) before the TLS
+    // layer reports the end, and undici can act on it first. So stock must
+    // fail raced requests, and only raced ones, but not necessarily all.
+    expectStock(stock, m.stock.io === 'all' ? 'some' : m.stock.io);
     expectGuarded(guarded);
   }, 120_000);
 });
