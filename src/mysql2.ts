@@ -13,44 +13,15 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection, publishReuseCheck } from './channel';
+import { publishConnection } from './channel';
 import { invalidArgType, invalidArgValue } from './errors';
-import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
+import { guardPolicy, newGuard, type PoolGuard, type PoolGuardOptions, type PoolGuardStats, screen, statsOf } from './pool-guard';
 
-/** Options for {@link guardPool}. */
-export interface Mysql2GuardOptions {
-  /**
-   * Stricter reuse rules: also reject connections whose peer has been
-   * silent too long (`maxSilentMs`) or on which the kernel is
-   * retransmitting (unless `allowStalled`). Each check then reads
-   * `TCP_INFO`; without this option it is one `poll(2)`.
-   */
-  readonly reuse?: ReuseOptions;
-}
-
-type Rejection = Exclude<ReuseReason, 'idle'>;
+/** Options for {@link guardPool}: see {@link PoolGuardOptions}. */
+export type Mysql2GuardOptions = PoolGuardOptions;
 
 /** What a guard has done so far: a snapshot from {@link guardStats}. */
-export interface Mysql2GuardStats {
-  /** Free connections checked before being handed out. */
-  readonly checked: number;
-  /** Of those, rejected: destroyed instead of handed out. */
-  readonly rejected: number;
-  /**
-   * Rejections by reason: `closed` (closed or reset by the server, or an
-   * error pending), `dataPending` (bytes nobody asked for, such as the
-   * server's error packet), `stalled` and `silent` (under `reuse`).
-   */
-  readonly rejectedByReason: Readonly<Record<Rejection, number>>;
-  /**
-   * Free connections handed out unchecked because sockstate cannot see
-   * their socket: a custom `stream` that is not a `net.Socket`, or a
-   * socket the kernel refused to probe.
-   */
-  readonly unchecked: number;
-  /** The error of the last probe that failed (counted in `unchecked`), or null. */
-  readonly lastProbeError: Error | null;
-}
+export type Mysql2GuardStats = PoolGuardStats;
 
 // The parts of mysql2's pool (lib/base/pool.js) the guard relies on; the
 // same in every mysql2 3.x release.
@@ -79,17 +50,7 @@ interface CorePool {
   on(event: 'connection', listener: (connection: PoolConnection) => void): unknown;
 }
 
-interface Guard {
-  readonly owner: object;
-  policy: ReusePolicy | null;
-  checked: number;
-  rejected: number;
-  readonly rejectedByReason: Record<Rejection, number>;
-  unchecked: number;
-  lastProbeError: Error | null;
-}
-
-const guards = new WeakMap<object, Guard>();
+const guards = new WeakMap<object, PoolGuard>();
 
 function isQueue(value: unknown): boolean {
   return (
@@ -125,40 +86,7 @@ function corePoolOf(value: unknown): CorePool | null {
   return asCorePool((value as { pool: unknown }).pool);
 }
 
-/**
- * The verdict on one connection about to be handed out: null when it may
- * go, else why not. Without `reuse` a reusable connection costs one
- * `poll(2)`. A connection over something other than a `net.Socket`
- * (mysql2's `stream` option with a custom duplex), or whose socket the
- * kernel refuses to probe, cannot be seen into: it goes unchecked, as
- * mysql2 would hand it out, and the error is kept.
- */
-function rejection(guard: Guard, connection: PoolConnection): Rejection | null {
-  const socket = connection.stream;
-  if (!(socket instanceof net.Socket)) {
-    guard.unchecked++;
-    return null;
-  }
-  let reason: ReuseReason;
-  try {
-    reason = reuseReasonWith(socket, guard.policy);
-  } catch (err) {
-    guard.unchecked++;
-    guard.lastProbeError = err as Error;
-    return null;
-  }
-  guard.checked++;
-  if (reason === 'idle') {
-    publishReuseCheck(guard.owner, true, reason);
-    return null;
-  }
-  return reason;
-}
-
-function reject(guard: Guard, connection: PoolConnection, reason: Rejection): void {
-  guard.rejected++;
-  guard.rejectedByReason[reason]++;
-  publishReuseCheck(guard.owner, false, reason);
+function reject(connection: PoolConnection): void {
   // mysql2's own eviction (as for its idle timeout): it takes the
   // connection out of the free and all-connections lists, frees its slot
   // for any waiter, and marks it closing so the driver reports nothing
@@ -171,20 +99,19 @@ function reject(guard: Guard, connection: PoolConnection, reason: Rejection): vo
 
 // Rejects free connections from the end mysql2 pops, until the one it
 // will hand out is reusable or none is left (then it opens a new one).
-function screenFree(pool: CorePool, guard: Guard): void {
+function screenFree(pool: CorePool, guard: PoolGuard): void {
   const free = pool._freeConnections;
   while (free.length > 0) {
     const last = free.length - 1;
     const connection = free.get(last)!;
-    const reason = rejection(guard, connection);
-    if (reason === null) return;
-    reject(guard, connection, reason);
+    if (screen(guard, connection.stream) === null) return;
+    reject(connection);
     // destroy() splices it out; make sure, or the loop would not end.
     if (free.length > last && free.get(last) === connection) free.removeOne(last);
   }
 }
 
-function install(pool: CorePool, guard: Guard): void {
+function install(pool: CorePool, guard: PoolGuard): void {
   const getConnection = pool.getConnection;
   const releaseConnection = pool.releaseConnection;
   const define = (name: string, value: unknown) =>
@@ -208,11 +135,10 @@ function install(pool: CorePool, guard: Guard): void {
       connection !== null &&
       connection._pool === pool
     ) {
-      const reason = rejection(guard, connection);
-      if (reason !== null) {
+      if (screen(guard, connection.stream) !== null) {
         // destroy() calls releaseConnection again for the freed slot,
         // which passes the waiter on to getConnection.
-        reject(guard, connection, reason);
+        reject(connection);
         return undefined;
       }
     }
@@ -278,11 +204,7 @@ export function guardPool<P extends object>(pool: P, options?: Mysql2GuardOption
   if (pool === null || typeof pool !== 'object') {
     throw invalidArgType('pool', "an instance of mysql2's Pool or PromisePool", pool);
   }
-  if (options !== undefined && (options === null || typeof options !== 'object')) {
-    throw invalidArgType('options', 'of type object', options);
-  }
-  const reuse = options !== undefined && Object.prototype.hasOwnProperty.call(options, 'reuse') ? options.reuse : undefined;
-  const policy = reusePolicy(reuse, 'options.reuse');
+  const policy = guardPolicy(options);
   const core = corePoolOf(pool);
   if (core === null) {
     throw invalidArgValue('pool', "is not a pool from mysql2's createPool() or mysql2/promise's createPool() (mysql2 3.x)");
@@ -293,15 +215,7 @@ export function guardPool<P extends object>(pool: P, options?: Mysql2GuardOption
     guards.set(pool, existing);
     return pool;
   }
-  const guard: Guard = {
-    owner: pool,
-    policy,
-    checked: 0,
-    rejected: 0,
-    rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
-    unchecked: 0,
-    lastProbeError: null,
-  };
+  const guard = newGuard(pool, policy);
   guards.set(core, guard);
   if (core !== (pool as object)) guards.set(pool, guard);
   install(core, guard);
@@ -319,13 +233,5 @@ export function guardPool<P extends object>(pool: P, options?: Mysql2GuardOption
  */
 export function guardStats(pool: object): Mysql2GuardStats | null {
   if (pool === null || typeof pool !== 'object') throw invalidArgType('pool', 'of type object', pool);
-  const guard = guards.get(pool);
-  if (guard === undefined) return null;
-  return {
-    checked: guard.checked,
-    rejected: guard.rejected,
-    rejectedByReason: { ...guard.rejectedByReason },
-    unchecked: guard.unchecked,
-    lastProbeError: guard.lastProbeError,
-  };
+  return statsOf(guards.get(pool));
 }

@@ -14,44 +14,24 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection, publishReuseCheck } from './channel';
+import { publishConnection } from './channel';
 import { codedError, invalidArgType, invalidArgValue, type SockstateError } from './errors';
-import { reuseReasonWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason } from './reuse';
+import { guardPolicy, newGuard, type PoolGuard, type PoolGuardOptions, type PoolGuardStats, type Rejection, screen, statsOf } from './pool-guard';
 
-/** Options for {@link guardPool}. */
-export interface PgGuardOptions {
-  /**
-   * Stricter reuse rules ({@link ReuseOptions}): a bound on how long the
-   * server may have been silent (`maxSilentMs`), and whether stalled
-   * connections may be reused. Without it the check is the plain one:
-   * closed, reset or holding unread bytes.
-   */
-  readonly reuse?: ReuseOptions;
-}
+/** Options for {@link guardPool}: see {@link PoolGuardOptions}. */
+export type PgGuardOptions = PoolGuardOptions;
 
-/** What a guard has done so far: a snapshot from {@link guardStats}. */
-export interface PgGuardStats {
-  /** Idle clients checked at checkout. */
-  readonly checked: number;
-  /** Of those, evicted: removed from the pool as not reusable. */
-  readonly rejected: number;
-  /** Evictions by reason (`closed`, `dataPending`, `stalled`, `silent`). */
-  readonly rejectedByReason: Readonly<Record<Exclude<ReuseReason, 'idle'>, number>>;
-  /**
-   * Idle clients handed out unchecked because sockstate cannot see their
-   * socket: pg-native clients (libpq owns the socket), a custom `stream`
-   * that is not a `net.Socket`, or a socket the kernel refused to probe.
-   */
-  readonly unchecked: number;
-  /** The error of the last probe that failed (counted in `unchecked`), or null. */
-  readonly lastProbeError: Error | null;
-}
+/**
+ * What a guard has done so far: a snapshot from {@link guardStats}. Idle
+ * clients of pg-native (libpq owns the socket) count as `unchecked`.
+ */
+export type PgGuardStats = PoolGuardStats;
 
 /** The error an evicted client is released with (pool `'release'` event). */
 export type PgEvictionError = SockstateError & {
   readonly code: 'ERR_SOCKSTATE_EVICTED';
   /** Why the client could not be reused. */
-  readonly reason: Exclude<ReuseReason, 'idle'>;
+  readonly reason: Rejection;
 };
 
 // The parts of pg-pool 3.x the guard relies on.
@@ -73,14 +53,9 @@ interface PgClientLike {
   connection?: { stream?: unknown };
 }
 
-interface Guard {
-  policy: ReusePolicy | null;
-  checked: number;
-  rejected: number;
-  rejectedByReason: Record<Exclude<ReuseReason, 'idle'>, number>;
-  unchecked: number;
-  lastProbeError: Error | null;
-  seen: WeakSet<object>;
+interface Guard extends PoolGuard {
+  /** Clients already announced on the connection channel. */
+  readonly seen: WeakSet<object>;
 }
 
 const guards = new WeakMap<object, Guard>();
@@ -120,33 +95,16 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
   while (pool._pendingQueue.length > 0 && pool._idle.length > 0) {
     // pg-pool hands out the most recently released client (pop).
     const item = pool._idle[pool._idle.length - 1]!;
-    const socket = socketOf(item.client);
-    if (socket === null) {
-      guard.unchecked += 1;
-      return;
-    }
     announce(pool, guard, item.client);
-    let reason: ReuseReason;
-    try {
-      reason = reuseReasonWith(socket, guard.policy);
-    } catch (err) {
-      // Cannot see into it (a socket over something the kernel will not
-      // probe): hand it out as pg-pool would, and keep the error.
-      guard.unchecked += 1;
-      guard.lastProbeError = err as Error;
-      return;
-    }
-    guard.checked += 1;
-    publishReuseCheck(pool, reason === 'idle', reason);
-    if (reason === 'idle') return;
-    guard.rejected += 1;
-    guard.rejectedByReason[reason] += 1;
+    const socket = socketOf(item.client);
+    const reason = screen(guard, socket);
+    if (reason === null) return;
     pool._idle.pop();
     clearTimeout(item.timeoutId);
     const error = codedError(
       'ERR_SOCKSTATE_EVICTED',
       `sockstate/pg: removed an idle client whose connection cannot be reused (${reason})`,
-    ) as SockstateError & { reason: ReuseReason };
+    ) as SockstateError & { reason: Rejection };
     error.reason = reason;
     // As pg-pool retires an expired client: acquire it and release it with
     // an error, which emits 'acquire' and 'release', drops it from the
@@ -157,7 +115,7 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
     // answering (silent, stalled) would hold it open until TCP gives up,
     // and a goodbye still unread would be parsed as a new error of a client
     // already removed, which pg-pool would remove (and report) twice.
-    if (!socket.destroyed) socket.destroy();
+    if (socket !== null && !socket.destroyed) socket.destroy();
   }
 }
 
@@ -199,11 +157,7 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
  */
 export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): P {
   if (pool === null || typeof pool !== 'object') throw invalidArgType('pool', 'an instance of pg.Pool', pool);
-  if (options !== undefined && (options === null || typeof options !== 'object')) {
-    throw invalidArgType('options', 'of type object', options);
-  }
-  const reuse = options !== undefined && Object.prototype.hasOwnProperty.call(options, 'reuse') ? options.reuse : undefined;
-  const policy = reusePolicy(reuse, 'options.reuse');
+  const policy = guardPolicy(options);
   if (!isPgPool(pool)) {
     throw invalidArgValue('pool', 'is not a pg.Pool this version of sockstate/pg can guard (pg-pool 3.x)');
   }
@@ -212,15 +166,7 @@ export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): 
     existing.policy = policy;
     return pool;
   }
-  const guard: Guard = {
-    policy,
-    checked: 0,
-    rejected: 0,
-    rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
-    unchecked: 0,
-    lastProbeError: null,
-    seen: new WeakSet(),
-  };
+  const guard: Guard = { ...newGuard(pool, policy), seen: new WeakSet() };
   guards.set(pool, guard);
   const pulse = pool._pulseQueue;
   // An own property shadows pg-pool's method, for its internal calls too.
@@ -246,13 +192,5 @@ export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): 
  * @returns A new {@link PgGuardStats} snapshot.
  */
 export function guardStats(pool: object): PgGuardStats | null {
-  const guard = guards.get(pool);
-  if (guard === undefined) return null;
-  return {
-    checked: guard.checked,
-    rejected: guard.rejected,
-    rejectedByReason: { ...guard.rejectedByReason },
-    unchecked: guard.unchecked,
-    lastProbeError: guard.lastProbeError,
-  };
+  return statsOf(guards.get(pool));
 }
