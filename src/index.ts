@@ -15,6 +15,8 @@ import type { TcpInfo } from './tcp-info';
 
 export { Agent, HttpsAgent } from './agent';
 export type { AgentOptions, AgentReuseOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
+export { CONNECTION_CHANNEL, REUSE_CHECK_CHANNEL } from './channel';
+export type { ConnectionMessage, ReuseCheckMessage } from './channel';
 export { SockstateError } from './errors';
 export { probeMany } from './probe-many';
 export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';
