@@ -342,6 +342,47 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
     expect(valueOf(b, 'two_sockstate_tcp_bytes_received_total', { scope: 'x' })).toBe(10);
   });
 
+  it('the first tracker stopping leaves the second one\'s final figures and nothing of its own', async () => {
+    const one = tracked();
+    const two = tracked({ prefix: 'two_' });
+    const s = await server();
+    one.tracker.track(s.server, { scope: 'x' });
+    two.tracker.track(s.server, { scope: 'x' });
+    const client = await connect(s.port);
+    client.write(Buffer.alloc(10));
+    await waitFor(() => s.accepted[0]?.bytesRead === 10 && one.tracker.size === 1 && two.tracker.size === 1);
+    const accepted = s.accepted[0]!;
+    one.tracker.stop();
+    // The second tracker still takes its final figures before the fd closes.
+    accepted.destroy();
+    await waitFor(() => two.tracker.size === 0);
+    const b = await scrape(two.registry);
+    expect(valueOf(b, 'two_sockstate_connections_closed_total', { scope: 'x' })).toBe(1);
+    expect(valueOf(b, 'two_sockstate_tcp_bytes_received_total', { scope: 'x' })).toBe(10);
+    // And once the last tracker has left, the socket is as it was.
+    expect(Object.hasOwn(accepted, '_destroy')).toBe(false);
+  });
+
+  it('lets go of a socket announced while connecting whose connect fails', async () => {
+    const { tracker } = tracked();
+    const closed = net.createServer();
+    const port = await listen(closed);
+    await new Promise((resolve) => closed.close(resolve));
+    const pool = {};
+    tracker.track(pool, { scope: 'db' });
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    const connectListeners = socket.listenerCount('connect');
+    const closeListeners = socket.listenerCount('close');
+    publishConnection(pool, socket);
+    expect(socket.listenerCount('connect')).toBe(connectListeners + 1);
+    await new Promise((resolve) => socket.once('close', resolve));
+    // Refused: no 'connect' ever; the tracker's listeners are gone with it.
+    expect(socket.listenerCount('connect')).toBe(connectListeners);
+    expect(socket.listenerCount('close')).toBe(closeListeners);
+    expect(tracker.size).toBe(0);
+  });
+
   it('a handle stops one target only', async () => {
     const { tracker } = tracked();
     const a = await server();

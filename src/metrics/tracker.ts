@@ -107,6 +107,8 @@ const SLICE_MS = 1;
 const MAX_REASONS = 16;
 const UNKNOWN = TRACKED_STATUSES.indexOf('unknown');
 const destroyHook = Symbol('sockstate.metrics.destroy');
+// Most RTT observations kept between two takeRttLog() calls: 12 bytes each.
+const RTT_LOG_MAX = 1 << 18;
 
 type Destroy = (this: net.Socket, error: Error | null, callback: (error?: Error | null) => void) => void;
 type Hooked = net.Socket & { [destroyHook]?: { original: Destroy; hadOwn: boolean; wrapper: Destroy } };
@@ -181,6 +183,8 @@ export class TcpTracker {
   private rttLog: Float64Array | null = null;
   private rttLogGroups = new Int32Array(0);
   private rttLogLength = 0;
+  /** RTT observations left out of the log because it was full (see {@link logRtts}). */
+  rttLogDropped = 0;
   /** Sweeps made. */
   sweeps = 0;
   /** Rows dropped because the fd no longer named the tracked socket when the worker read it. */
@@ -211,7 +215,9 @@ export class TcpTracker {
 
   /**
    * Keeps every RTT observation (seconds, with its group) until
-   * {@link takeRttLog}, for exporters that record values one by one.
+   * {@link takeRttLog}, for exporters that record values one by one; at
+   * most 262,144 between two takes (the rest are counted in
+   * {@link rttLogDropped}), so an exporter nobody collects stays bounded.
    */
   logRtts(): void {
     if (this.rttLog === null) {
@@ -379,12 +385,19 @@ export class TcpTracker {
     if (record.stopped || this.stopped || native === null) return;
     if (this.slotOf.has(socket) || record.pending.has(socket) || socket.destroyed) return;
     if (socket.connecting) {
-      const onConnect = (): void => {
+      // A connect that fails never emits 'connect': 'close' lets it go.
+      const cancel = (): void => {
+        socket.off('connect', onConnect);
+        socket.off('close', cancel);
         record.pending.delete(socket);
+      };
+      const onConnect = (): void => {
+        cancel();
         this.register(socket, record);
       };
-      record.pending.set(socket, () => socket.off('connect', onConnect));
+      record.pending.set(socket, cancel);
       socket.once('connect', onConnect);
+      socket.once('close', cancel);
       return;
     }
     this.register(socket, record);
@@ -417,25 +430,29 @@ export class TcpTracker {
     }
   }
 
+  // One wrapper per socket, whichever tracker installed it, finishing every
+  // tracker of the socket: trackers that come and go in any order never
+  // unwrap each other, and a stopped tracker leaves nothing behind.
   private hook(socket: Hooked): void {
-    const tracker = this;
+    if (socket[destroyHook] !== undefined) return;
     const hadOwn = Object.hasOwn(socket, '_destroy');
     const original = socket._destroy as Destroy;
     const wrapper: Destroy = function (this: net.Socket, error, callback) {
       // The fd is still open here; by 'close' it is gone.
-      tracker.finish(socket);
+      for (const tracker of [...(trackersOf.get(socket) ?? [])]) tracker.finish(socket);
       return original.call(this, error, callback);
     };
     socket[destroyHook] = { original, hadOwn, wrapper };
     socket._destroy = wrapper;
   }
 
-  private unhook(socket: Hooked): void {
+  // Once the socket's last tracker has left.
+  private static unhook(socket: Hooked): void {
     const hook = socket[destroyHook];
     if (hook === undefined) return;
     delete socket[destroyHook];
     // Restore only if nobody wrapped it after us; else the wrapper stays,
-    // and finish() finds nothing to do.
+    // and finds no tracker to finish.
     if (socket._destroy !== hook.wrapper) return;
     if (hook.hadOwn) socket._destroy = hook.original;
     else delete (socket as { _destroy?: unknown })._destroy;
@@ -454,7 +471,6 @@ export class TcpTracker {
   }
 
   private untrack(socket: net.Socket, slot: number): void {
-    this.unhook(socket as Hooked);
     const trackers = trackersOf.get(socket);
     if (trackers !== undefined) {
       const i = trackers.indexOf(this);
@@ -462,6 +478,7 @@ export class TcpTracker {
       if (trackers.length === 0) {
         trackersOf.delete(socket);
         socket.off('close', closeListener);
+        TcpTracker.unhook(socket as Hooked);
       }
     }
     this.handleOfSlot[slot]?.sockets.delete(socket);
@@ -574,6 +591,12 @@ export class TcpTracker {
 
   private logRtt(group: number, seconds: number): void {
     let log = this.rttLog!;
+    // An exporter that is never collected must not grow the log without
+    // end: past the cap, observations still reach the aggregates, not the log.
+    if (this.rttLogLength >= RTT_LOG_MAX) {
+      this.rttLogDropped++;
+      return;
+    }
     if (this.rttLogLength === log.length) {
       log = new Float64Array(log.length * 2);
       log.set(this.rttLog!);
