@@ -353,7 +353,11 @@ describe('over TLS', () => {
     // from the TCP handle (the kernel still says CLOSE_WAIT) before the TLS
     // layer reports the end, and undici can act on it first. So stock must
     // fail raced requests, and only raced ones, but not necessarily all.
+    // The same over-count reaches the guarded client: a connection undici
+    // already dropped on the TLS end never reaches the guard (measured on
+    // Node 26 with undici 6.29.1: 17 destroyed of 19 counted raced, 0
+    // failures). So the guard must have acted, and nothing may fail.
     expectStock(stock, m.stock.io === 'all' ? 'some' : m.stock.io);
-    expectGuarded(guarded);
+    expectGuarded(guarded, false);
   }, 120_000);
 });
