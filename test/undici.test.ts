@@ -62,6 +62,8 @@ const majors: Major[] = [
 // failed 8 of 10 raced requests). 'none': the validation catches every one.
 type Stock = 'all' | 'some' | 'none';
 
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+
 function expectStock(result: RaceResult, stock: Stock): void {
   expect(result.raced).toBeGreaterThanOrEqual(1);
   if (stock === 'none') {
@@ -82,7 +84,12 @@ function expectStock(result: RaceResult, stock: Stock): void {
 function expectGuarded(result: RaceResult, synchronous = true): void {
   expect(result.raced).toBeGreaterThanOrEqual(1);
   expect(result).toMatchObject({ failures: 0, racedFailures: 0, codes: [] });
-  expect(result.staleSocketsDestroyed).toBeGreaterThanOrEqual(synchronous ? result.raced : 1);
+  // On Node 26 the race's "raced" count over-counts as over TLS: Node can
+  // read the FIN first and undici drop the connection itself (measured:
+  // undici 7.30.2 from an I/O callback, 9 destroyed of 11 counted, 0
+  // failures). Nothing may fail on any line.
+  const exact = synchronous && NODE_MAJOR < 26;
+  expect(result.staleSocketsDestroyed).toBeGreaterThanOrEqual(exact ? result.raced : 1);
 }
 
 // Node's bundled undici per line and what its fetch does when stock.
