@@ -141,8 +141,11 @@ export interface ParsedKeepAlive {
  */
 export function parseKeepAlive(options: unknown, name: string): ParsedKeepAlive {
   if (typeof options !== 'object' || options === null) throw invalidArgType(name, 'of type object', options);
-  // Only the caller's own properties count, never inherited ones.
-  const enable = ownOption(options, 'enable') ?? true;
+  // Only the caller's own properties count, never inherited ones. Only an
+  // omitted (undefined) enable means the default: null is a wrong type, as
+  // Node's own boolean options treat it, not a request for keepalive.
+  const enableOption = ownOption(options, 'enable');
+  const enable = enableOption === undefined ? true : enableOption;
   if (typeof enable !== 'boolean') throw invalidArgType(`${name}.enable`, 'of type boolean', enable);
   const idleS = keepAliveSeconds(ownOption(options, 'idleMs'), `${name}.idleMs`);
   const intervalS = keepAliveSeconds(ownOption(options, 'intervalMs'), `${name}.intervalMs`);

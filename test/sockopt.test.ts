@@ -208,6 +208,52 @@ describe('keepalive', () => {
   });
 });
 
+describe('keepalive options of the wrong type', () => {
+  // Each option is checked for its type as Node checks its own: only an
+  // omitted (or undefined) option takes the default, null never does.
+  const cases: [string, unknown, string, string][] = [
+    ['enable: null', { enable: null }, 'options.enable', 'of type boolean. Received null'],
+    ['enable: 0', { enable: 0 }, 'options.enable', 'of type boolean. Received type number (0)'],
+    ['enable: "false"', { enable: 'false' }, 'options.enable', "of type boolean. Received type string ('false')"],
+    ['enable: null with tunables', { enable: null, idleMs: 5000 }, 'options.enable', 'of type boolean. Received null'],
+    ['idleMs: null', { idleMs: null }, 'options.idleMs', 'of type number. Received null'],
+    ['intervalMs: true', { intervalMs: true }, 'options.intervalMs', 'of type number. Received type boolean (true)'],
+    ['count: null', { count: null }, 'options.count', 'of type number. Received null'],
+    ['count: "3"', { count: '3' }, 'options.count', "of type number. Received type string ('3')"],
+  ];
+  it.each(cases)('%s: ERR_INVALID_ARG_TYPE naming the option, nothing applied', async (_, options, name, expected) => {
+    const { client } = await pair();
+    const before = getKeepAlive(client);
+    const err = caught(() => setKeepAlive(client, options as never));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(err.message).toBe(`The "${name}" argument must be ${expected}`);
+    expect(getKeepAlive(client)).toEqual(before);
+    expect(before.enabled).toBe(false);
+  });
+
+  it('an explicitly undefined option is omitted, as in Node', async () => {
+    const { client } = await pair();
+    setKeepAlive(client, { enable: undefined, idleMs: 5000, intervalMs: undefined, count: undefined });
+    expect(getKeepAlive(client)).toMatchObject({ enabled: true, idleMs: 5000 });
+  });
+
+  it('setUserTimeout: null, a boolean or a bigint is ERR_INVALID_ARG_TYPE naming "ms"', async () => {
+    const { client } = await pair();
+    for (const [ms, received] of [
+      [null, 'Received null'],
+      [true, 'Received type boolean (true)'],
+      [5n, 'Received type bigint (5n)'],
+    ] as const) {
+      const err = caught(() => setUserTimeout(client, ms as never));
+      expect(err).toBeInstanceOf(TypeError);
+      expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
+      expect(err.message).toBe(`The "ms" argument must be of type number. ${received}`);
+    }
+    expect(getUserTimeout(client)).toBe(0);
+  });
+});
+
 describe('user timeout', () => {
   it('is 0 by default and reads back exactly what was set', async () => {
     const { client } = await pair();
