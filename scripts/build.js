@@ -10,8 +10,15 @@
 // --if-missing builds only when no binary (a build or a fitting prebuild)
 // loads. Needs Python 3, make and a C++ compiler; node-gyp comes from the
 // package's own dependencies when present, else from the one bundled with npm.
+//
+// In the repository, node-gyp builds in place from binding.gyp. An installed
+// package has no binding.gyp at its root (npm would take it for an install
+// script, see scripts/prebuild.js) but its copy, prebuilds/binding.gyp: the
+// build runs in a temporary folder from that copy and native/, and its
+// binary is copied to build/Release, where the loader looks first.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
@@ -90,9 +97,30 @@ function main(argv) {
     args.push(`--nodedir=${path.resolve(nodedir)}`);
   }
   const env = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` };
-  const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
-  if (r.error) fail(`node-gyp did not start: ${r.error.message}`);
-  if (r.status !== 0) fail('node-gyp failed to build the native probe (its output is above).');
+  const nodeGypRebuild = (cwd) => {
+    const r = spawnSync(process.execPath, args, { cwd, stdio: 'inherit', env });
+    if (r.error) fail(`node-gyp did not start: ${r.error.message}`);
+    if (r.status !== 0) fail('node-gyp failed to build the native probe (its output is above).');
+  };
+  if (fs.existsSync(path.join(root, 'binding.gyp'))) {
+    nodeGypRebuild(root);
+  } else {
+    const shipped = path.join(root, 'prebuilds', 'binding.gyp');
+    if (!fs.existsSync(shipped)) fail(`found neither ${path.join(root, 'binding.gyp')} nor ${shipped}: this copy of sockstate cannot be built.`);
+    const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-build-'));
+    try {
+      fs.copyFileSync(shipped, path.join(stage, 'binding.gyp'));
+      fs.cpSync(path.join(root, 'native'), path.join(stage, 'native'), { recursive: true });
+      // binding.gyp asks node-addon-api (a dependency, wherever npm put it) for its gyp target.
+      const addonApi = path.dirname(require.resolve('node-addon-api/package.json', { paths: [root] }));
+      fs.symlinkSync(path.dirname(addonApi), path.join(stage, 'node_modules'), 'dir');
+      nodeGypRebuild(stage);
+      fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+      fs.copyFileSync(path.join(stage, 'build', 'Release', 'sockstate.node'), path.join(root, 'build', 'Release', 'sockstate.node'));
+    } finally {
+      fs.rmSync(stage, { recursive: true, force: true });
+    }
+  }
   if (fs.existsSync(libFile)) {
     const { supported, reason } = probeLoads();
     if (!supported) fail(`the native probe was built but does not load: ${reason}`);

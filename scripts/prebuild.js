@@ -10,6 +10,13 @@
 // --force rebuilds even when the binaries are newer than every source;
 // --check only verifies existing binaries (architecture, glibc floor).
 //
+// It also copies binding.gyp to prebuilds/binding.gyp, which the package
+// ships in its stead: npm takes a binding.gyp at a dependency's root for an
+// implicit `install: node-gyp rebuild` whenever it reads the dependency from
+// a lockfile (which does not record "gypfile": false), so shipping one
+// there makes every later `npm install` warn about an unreviewed install
+// script and `npm ci` compile. scripts/build.js builds from the copy.
+//
 // The build runs in a temporary copy of binding.gyp and native/, because
 // prebuildify runs `node-gyp rebuild`, which would wipe and reconfigure the
 // working tree's build/ (the development build, possibly for the host).
@@ -29,6 +36,22 @@ const TARGETS = {
   x64: { machine: 'Advanced Micro Devices X86-64', prefix: '' },
   arm64: { machine: 'AArch64', prefix: 'aarch64-linux-gnu-' },
 };
+
+/** Where the package ships its copy of binding.gyp (see the header). */
+function shippedGypPath(dir = root) {
+  return path.join(dir, 'prebuilds', 'binding.gyp');
+}
+
+const SHIPPED_GYP_NOTE =
+  '# Copied from binding.gyp by scripts/prebuild.js. The package ships it here, not at its root,\n' +
+  '# because npm runs `node-gyp rebuild` for a dependency with a binding.gyp at its root\n' +
+  '# (after a lockfile drops "gypfile": false). scripts/build.js builds from it.\n';
+
+function writeShippedGyp() {
+  const file = shippedGypPath();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, SHIPPED_GYP_NOTE + fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8'));
+}
 
 /** Where a prebuild for `arch` lands. */
 function prebuildPath(arch, dir = root) {
@@ -158,6 +181,7 @@ function main(argv) {
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--arch') archs.push(argv[++i]);
   for (const a of archs) if (!TARGETS[a]) throw new Error(`unknown --arch ${a}: expected ${Object.keys(TARGETS).join(' or ')}`);
   if (archs.length === 0) archs.push(...Object.keys(TARGETS));
+  if (!checkOnly) writeShippedGyp();
   let failed = false;
   for (const arch of archs) {
     if (!checkOnly && (force || !upToDate(arch))) {
@@ -175,7 +199,7 @@ function main(argv) {
   if (failed) process.exitCode = 1;
 }
 
-module.exports = { prebuildPath, upToDate, inspectBinary, check, compareVersions, GLIBC_FLOOR, TARGETS };
+module.exports = { prebuildPath, shippedGypPath, upToDate, inspectBinary, check, compareVersions, GLIBC_FLOOR, TARGETS };
 
 if (require.main === module) {
   try {

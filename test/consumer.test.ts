@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The package as users get it: `npm pack` (whose prepack builds the
 // prebuilds), installed from the tarball into a fresh project with
 // --ignore-scripts and a PATH that holds only node and npm: no compiler,
-// make or Python. One tarball and one install serve every test here.
+// make or Python. One tarball and one install serve every test here but
+// the last describe, which installs the same tarball as users do, with
+// install scripts allowed, and installs again.
 const root = path.join(__dirname, '..');
 const tuple = `linux-${process.arch}`;
 const BUILD_HINT = 'Build it from source (needs Python 3, make and a C++ compiler) with: node node_modules/sockstate/scripts/build.js';
@@ -93,13 +95,18 @@ describe('the packed tarball', () => {
   it('holds lib/, the sources, both prebuilds and the build script; no build/, test/ or node_modules', () => {
     const files = packed.files.map((f) => f.path);
     const top = [...new Set(files.map((f) => f.split('/')[0]))].sort();
-    expect(top).toEqual(['LICENSE', 'README.md', 'binding.gyp', 'lib', 'native', 'package.json', 'prebuilds', 'scripts', 'src']);
+    // No binding.gyp at the root: npm would infer `install: node-gyp rebuild`
+    // from it (see the last describe); scripts/build.js builds from the copy.
+    expect(top).toEqual(['LICENSE', 'README.md', 'lib', 'native', 'package.json', 'prebuilds', 'scripts', 'src']);
     expect(files).toContain('prebuilds/linux-x64/sockstate.glibc.node');
     expect(files).toContain('prebuilds/linux-arm64/sockstate.glibc.node');
     expect(files.filter((f) => f.startsWith('prebuilds/')).sort()).toEqual([
+      'prebuilds/binding.gyp',
       'prebuilds/linux-arm64/sockstate.glibc.node',
       'prebuilds/linux-x64/sockstate.glibc.node',
     ]);
+    const shipped = fs.readFileSync(path.join(app, 'node_modules', 'sockstate', 'prebuilds', 'binding.gyp'), 'utf8');
+    expect(shipped.replace(/^#.*\n/gm, '')).toBe(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8'));
     expect(files.filter((f) => f.startsWith('scripts/'))).toEqual(['scripts/build.js']);
     expect(files).toContain('lib/index.js');
     expect(files).toContain('lib/index.d.ts');
@@ -109,6 +116,7 @@ describe('the packed tarball', () => {
     const installed = JSON.parse(fs.readFileSync(path.join(app, 'node_modules', 'sockstate', 'package.json'), 'utf8'));
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) expect(installed.scripts?.[hook]).toBeUndefined();
     expect(installed.gypfile).toBe(false);
+    expect(fs.existsSync(path.join(app, 'node_modules', 'sockstate', 'binding.gyp'))).toBe(false);
     expect(installLog).not.toMatch(/sockstate/i);
   });
 });
@@ -256,4 +264,81 @@ describe('where no prebuilt binary can load', () => {
       binaries: [path.join(pkgDir, 'build', 'Release', 'sockstate.node')],
     });
   }, 180_000);
+});
+
+// npm 11 warns on every install about a dependency's install scripts that
+// package.json's allowScripts does not cover, and npm takes a binding.gyp at
+// a dependency's root for `install: node-gyp rebuild` whenever it reads that
+// dependency from a lockfile: the lockfile does not keep "gypfile": false
+// (@npmcli/arborist's shrinkwrap.js records no gypfile; install-scripts.js
+// and rebuild.js then see `gypfile !== false` and stat binding.gyp). So the
+// first install was quiet, every later `npm install` warned, and `npm ci`
+// compiled (and failed without a compiler). The package ships no root
+// binding.gyp; these tests install as users do, install scripts allowed,
+// with no compiler or Python on PATH.
+describe('installed as users do, then installed again', () => {
+  let users: string;
+  const npm = (cwd: string, args: string[]) => {
+    const r = spawnSync(process.execPath, [path.join(bin, 'npm'), ...args, '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd,
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin },
+      timeout: 240_000,
+    });
+    return { status: r.status, log: `${r.stdout}${r.stderr}` };
+  };
+  /** Whether this npm has allowScripts (npm 11): `npm install-scripts ls` exists. */
+  const hasAllowScripts = () => npm(users, ['install-scripts', 'ls']).status === 0;
+
+  beforeAll(() => {
+    users = path.join(work, 'users-app');
+    fs.mkdirSync(users);
+    fs.writeFileSync(path.join(users, 'package.json'), JSON.stringify({ name: 'users-app', private: true }));
+  });
+
+  it('npm install <tarball>, then npm install and npm ci: no install-scripts warning, nothing built, the prebuild loads', () => {
+    const steps = [['install', path.join(work, packed.filename)], ['install'], ['ci']];
+    for (const args of steps) {
+      const r = npm(users, args);
+      expect(r.status, `npm ${args[0]}: ${r.log}`).toBe(0);
+      expect(r.log).not.toMatch(/install-scripts|allowScripts|node-gyp|gyp (info|ERR)/);
+    }
+    const lock = JSON.parse(fs.readFileSync(path.join(users, 'package-lock.json'), 'utf8'));
+    expect(lock.packages['node_modules/sockstate'].hasInstallScript).toBeUndefined();
+    const pkgDir = path.join(users, 'node_modules', 'sockstate');
+    expect(fs.existsSync(path.join(pkgDir, 'build'))).toBe(false);
+    const r = spawnSync(process.execPath, ['-e', REPORT], { cwd: users, encoding: 'utf8', env: { ...process.env, PATH: bin, SOCKSTATE_FORCE_FALLBACK: '' } });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      supported: true,
+      reason: null,
+      binaries: [path.join(fs.realpathSync(pkgDir), 'prebuilds', tuple, 'sockstate.glibc.node')],
+    });
+    if (hasAllowScripts()) expect(npm(users, ['install-scripts', 'ls']).log.trim()).toBe('No packages with unreviewed install scripts.');
+  }, 300_000);
+
+  it('control: this npm does warn, on the second install, for a root binding.gyp despite "gypfile": false', (ctx) => {
+    if (!hasAllowScripts()) {
+      ctx.skip(`npm ${execFileSync(process.execPath, [path.join(bin, 'npm'), '--version'], { encoding: 'utf8' }).trim()} has no allowScripts`);
+    }
+    const pkg = path.join(work, 'gyp-control');
+    fs.mkdirSync(pkg);
+    fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'gyp-control', version: '1.0.0', gypfile: false }));
+    fs.writeFileSync(path.join(pkg, 'binding.gyp'), '{ "targets": [] }\n');
+    const tarball = execFileSync(process.execPath, [path.join(bin, 'npm'), 'pack', '--pack-destination', work], {
+      cwd: pkg,
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim().split('\n').at(-1)!;
+    const control = path.join(work, 'control-app');
+    fs.mkdirSync(control);
+    fs.writeFileSync(path.join(control, 'package.json'), JSON.stringify({ name: 'control-app', private: true }));
+    const first = npm(control, ['install', path.join(work, tarball)]);
+    expect(first.status, first.log).toBe(0);
+    expect(first.log).not.toMatch(/install-scripts/);
+    const second = npm(control, ['install']);
+    expect(second.status, second.log).toBe(0);
+    expect(second.log).toContain('gyp-control@1.0.0 (install: node-gyp rebuild)');
+  }, 120_000);
 });

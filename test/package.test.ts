@@ -18,6 +18,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
   license?: string;
   repository?: { type?: string; url?: string };
   gypfile?: boolean;
+  files?: string[];
   dependencies?: Record<string, string>;
 };
 
@@ -54,8 +55,13 @@ describe('the published package', () => {
 
   it('package.json: nothing runs at install time, and what it claims is there', () => {
     // No install-time scripts (npm's allowScripts has nothing to warn about),
-    // and no implicit `node-gyp rebuild` for binding.gyp.
+    // and no implicit `node-gyp rebuild` for binding.gyp: "gypfile": false is
+    // lost once npm reads the package from a lockfile, so the package ships
+    // no binding.gyp at its root, only its copy in prebuilds/ (see
+    // test/consumer.test.ts).
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) expect(pkg.scripts?.[hook]).toBeUndefined();
+    expect(pkg.files).not.toContain('binding.gyp');
+    expect(pkg.files?.filter((f) => /\.gyp$|^\*|^\.\/?$/.test(f))).toEqual([]);
     // npm runs `dependencies` for the project under development only: the
     // clone's `npm install` builds, a consumer's install runs nothing.
     expect(pkg.scripts?.dependencies).toBe('node scripts/build.js --if-missing && tsc -p tsconfig.build.json');
