@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { invalidArgType, outOfRange, type SockstateError, systemError } from './errors';
 import { flagsState } from './flags';
-import { kernel, withSocketFlags } from './kernel';
+import { type KernelProbe, kernel, withSocketFlags } from './kernel';
 import { native, unsupported } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
@@ -89,6 +89,35 @@ function unsupportedRawFd(index: number): SockstateError {
   return unsupported(`probeMany() with a raw fd (targets[${index}])`);
 }
 
+// The handle a socket object held when its fd was read. targetFd() is the
+// one reader of `_handle` for the fd; this second read only keeps the
+// object, so that the fd can be tied to the handle that owned it (see
+// probeMany). Whatever it returns is checked before use.
+function heldHandle(target: net.Socket | net.Server): unknown {
+  return (target as unknown as { _handle?: unknown })._handle;
+}
+
+// Whether `handle` still holds `fd`. A libuv handle keeps its fd from open
+// to close and never gets one back once closed (its fd then reads
+// negative), so a handle that holds `fd` after the probe held it, without a
+// gap, since it was read: the probe saw that handle's socket.
+function stillHolds(handle: unknown, fd: number): boolean {
+  return typeof handle === 'object' && handle !== null && (handle as { fd?: unknown }).fd === fd;
+}
+
+// The connectionState() answer for one target, its fd read and probed in
+// one step, as an entry: for a target whose socket changed during the sweep.
+function probeNow(target: net.Socket | net.Server, index: number, probe: KernelProbe): ProbeManyEntry {
+  const fd = targetFd(target, `targets[${index}]`);
+  if (fd < 0) return flagsState(target);
+  try {
+    return withSocketFlags(target, probe.state(fd));
+  } catch (err) {
+    // KernelProbe.state() throws only the system error of a failed probe.
+    return failure(err as SockstateError);
+  }
+}
+
 /** The entry for a target whose probe failed with `error`. */
 export function failure(error: SockstateError): ProbeFailure {
   return {
@@ -112,6 +141,15 @@ export function failure(error: SockstateError): ProbeFailure {
  * flags answer, as connectionState gives it. A failing fd (a closed raw fd
  * number, a non-socket, a UDP socket) yields its own {@link ProbeFailure}
  * entry (`status: 'unknown'` with `error`) and never fails the others.
+ *
+ * An entry never describes another socket than the one its target named.
+ * Code run while the targets are read (a getter on the array or on a
+ * target, a Proxy) may close a target read earlier, and a new socket may
+ * then take its fd number before the one native call. So each socket
+ * object's handle is checked after that call: if it no longer holds the fd
+ * it gave, the target is answered on its own, its fd read and probed in one
+ * step (the flags answer once it has no fd). A raw fd number names
+ * whichever socket holds it when probed.
  *
  * Without the addon, every socket is answered from its flags.
  *
@@ -139,6 +177,9 @@ export function probeMany(targets: readonly Target[]): ProbeManyEntry[] {
   }
   // Holds each kernel-probed target until its answer replaces it.
   const result = new Array<ProbeManyEntry | Target>(n);
+  // The handle each kernel-probed socket object held when its fd was read;
+  // undefined for raw fds.
+  const handles = new Array<unknown>(n);
   const nested = inUse;
   let scratch = nested ? newScratch(0) : kept;
   inUse = true;
@@ -154,6 +195,7 @@ export function probeMany(targets: readonly Target[]): ProbeManyEntry[] {
         scratch.fds[i] = fd;
         scratch.viaKernel[i] = 1;
         result[i] = target!;
+        if (typeof target !== 'number') handles[i] = heldHandle(target as net.Socket | net.Server);
         kernelCount++;
       } else {
         if (typeof target === 'number') throw unsupportedRawFd(i);
@@ -172,11 +214,19 @@ export function probeMany(targets: readonly Target[]): ProbeManyEntry[] {
     const SYSCALL = native.probeSlots.SYSCALL;
     for (let i = 0; i < n; i++) {
       if (scratch.viaKernel[i] === 0) continue;
+      const target = result[i] as Target;
+      // Checked here, after the probe and after any code run by the checks
+      // and answers before it: still holding the fd now proves it was held
+      // at the probe. Code run later cannot change an entry already made.
+      if (typeof target !== 'number' && !stillHolds(handles[i], scratch.fds[i]!)) {
+        result[i] = probeNow(target, i, kernel);
+        continue;
+      }
       const base = i * SLOTS;
       const rc = out[base + RESULT]!;
       result[i] =
         rc === 0
-          ? withSocketFlags(result[i] as Target, kernel.stateAt(out, base))
+          ? withSocketFlags(target, kernel.stateAt(out, base))
           : failure(systemError(rc, syscalls[out[base + SYSCALL]!] ?? 'getsockopt'));
     }
     return result as ProbeManyEntry[];

@@ -128,3 +128,150 @@ describe.runIf(native !== null)("AF_UNIX after our own end(): the socket's flags
     expect(probeMany([client])[0]).toEqual(connectionState(client));
   });
 });
+
+/** The fd a socket object's handle holds now (tests may read `_handle`). */
+function fdOf(target: net.Socket | net.Server): number {
+  return (target as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
+/**
+ * Makes `fd` the lowest free fd number once it is closed: every lower free
+ * number is taken by /dev/null until the test ends, since the kernel hands
+ * the lowest free number to the next socket.
+ */
+function fillFdHolesBelow(fd: number): void {
+  for (;;) {
+    const filler = fs.openSync('/dev/null', 'r');
+    if (filler > fd) {
+      fs.closeSync(filler);
+      return;
+    }
+    cleanups.push(() => fs.closeSync(filler));
+  }
+}
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-sweep-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A server listening on an AF_UNIX path: listen() opens its socket synchronously. */
+function unixListener(file: string): net.Server {
+  const server = net.createServer((s) => s.on('error', () => {}));
+  server.listen(file);
+  cleanups.push(() => server.close());
+  return server;
+}
+
+describe.runIf(native !== null)('probeMany: a target closed while the targets are read', () => {
+  // The getter destroys targets[0] and opens a listener, which takes the fd
+  // number targets[0] gave a moment before.
+  async function hostileSweep(wrap: (targets: net.Socket[], trick: () => void) => readonly net.Socket[]) {
+    const first = await pair();
+    const second = await pair();
+    const victim = first.client;
+    const victimFd = fdOf(victim);
+    fillFdHolesBelow(victimFd);
+    const file = path.join(tempDir(), 'l');
+    let listener: net.Server | undefined;
+    const trick = (): void => {
+      if (listener !== undefined) return;
+      victim.destroy();
+      listener = unixListener(file);
+    };
+    const entries = probeMany(wrap([victim, second.client], trick));
+    expect(listener).toBeDefined();
+    // The reuse really happened: the new listener holds the old number.
+    expect(fdOf(listener!)).toBe(victimFd);
+    expect(connectionState(victimFd)).toMatchObject({ status: 'listening', source: 'kernel' });
+    return { entries, victim, other: second.client };
+  }
+
+  it('a getter on an array element: the destroyed target gets its own answer, not the listener\'s', async () => {
+    const { entries, victim, other } = await hostileSweep((targets, trick) => {
+      const other = targets[1]!;
+      Object.defineProperty(targets, 1, {
+        get() {
+          trick();
+          return other;
+        },
+      });
+      return targets;
+    });
+    expect(entries[0]).toEqual(connectionState(victim));
+    expect(entries[0]).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
+    expect(entries[0]!.error).toBeUndefined();
+    expect(entries[1]).toMatchObject({ status: 'open', tcpState: 'ESTABLISHED', source: 'kernel' });
+    expect(entries[1]).toEqual(connectionState(other));
+  });
+
+  it('a Proxy over the array: the same', async () => {
+    const { entries, victim, other } = await hostileSweep(
+      (targets, trick) =>
+        new Proxy(targets, {
+          get(array, key, receiver) {
+            if (key === '1') trick();
+            return Reflect.get(array, key, receiver) as unknown;
+          },
+        }),
+    );
+    expect(entries[0]).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
+    expect(entries[0]).toEqual(connectionState(victim));
+    expect(entries[1]).toEqual(connectionState(other));
+    expect(entries[1]!.status).toBe('open');
+  });
+
+  it('a target re-opened on the same fd number by code run after the probe is probed again, not given the old holder\'s answer', async () => {
+    // An fd number seen again is no proof: here a server is closed while
+    // the targets are read (a client takes its fd for the probe), then
+    // listens again on the same number by the time its fd could be re-read.
+    const dir = tempDir();
+    const server = unixListener(path.join(dir, 's'));
+    await once(server, 'listening');
+    const { client } = await pair();
+    const serverFd = fdOf(server);
+    fillFdHolesBelow(serverFd);
+    const other = unixListener(path.join(dir, 'o'));
+    await once(other, 'listening');
+    let intruder: net.Socket | undefined;
+    let intruderFd = -1;
+    let relistenedFd = -1;
+    // A socket object whose handle runs code when its fd is read again
+    // once the intruder holds the server's old number (its answer is the
+    // client's: it claims the client's fd).
+    const clientFd = fdOf(client);
+    const hostile = new net.Socket();
+    (hostile as unknown as { _handle: unknown })._handle = {
+      get fd() {
+        if (intruder !== undefined && relistenedFd === -1) {
+          intruder!.destroy();
+          server.listen(path.join(dir, 's2'));
+          relistenedFd = fdOf(server);
+        }
+        return clientFd;
+      },
+    };
+    const targets: (net.Socket | net.Server)[] = [hostile, server, client];
+    Object.defineProperty(targets, 2, {
+      get() {
+        server.close();
+        intruder = net.connect(path.join(dir, 'o'));
+        intruder.on('error', () => {});
+        cleanups.push(() => intruder!.destroy());
+        intruderFd = fdOf(intruder);
+        return client;
+      },
+    });
+    const entries = probeMany(targets);
+    expect(intruderFd).toBe(serverFd);
+    expect(relistenedFd).toBe(serverFd);
+    expect(server.listening).toBe(true);
+    // The server's answer is its own listening socket's, never the
+    // intruder's connected one.
+    expect(entries[1]).toMatchObject({ status: 'listening', tcpState: null, source: 'kernel' });
+    expect(entries[1]).toEqual(connectionState(server));
+    expect(entries[0]).toEqual(connectionState(client));
+    expect(entries[2]).toEqual(connectionState(client));
+  });
+});
