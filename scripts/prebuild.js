@@ -9,6 +9,11 @@
 //
 // --force rebuilds even when the binaries are newer than every source;
 // --check only verifies existing binaries (architecture, glibc floor).
+// SOCKSTATE_PREBUILD_ARCH=x64 (the way to pass --arch through `npm pack`)
+// builds only the architectures named, comma-separated, and packs without
+// the others, with a warning: for a contributor without the arm64 cross
+// compiler. Without it, a missing cross compiler is an error that names the
+// package to install, so no tarball silently lacks a binary.
 //
 // It also copies binding.gyp to prebuilds/binding.gyp, which the package
 // ships in its stead: npm takes a binding.gyp at a dependency's root for an
@@ -31,11 +36,14 @@ const { name } = require(path.join(root, 'package.json'));
 /** Node's own floor for glibc (Node 18+ binaries need 2.28). */
 const GLIBC_FLOOR = [2, 28];
 
-/** Per architecture: the ELF machine readelf reports and the cross tools. */
+/** Per architecture: the ELF machine readelf reports, the cross tools and the Debian package that has them. */
 const TARGETS = {
-  x64: { machine: 'Advanced Micro Devices X86-64', prefix: '' },
-  arm64: { machine: 'AArch64', prefix: 'aarch64-linux-gnu-' },
+  x64: { machine: 'Advanced Micro Devices X86-64', prefix: '', package: 'g++ make' },
+  arm64: { machine: 'AArch64', prefix: 'aarch64-linux-gnu-', package: 'g++-aarch64-linux-gnu' },
 };
+
+/** The environment variable that limits the architectures built (comma-separated), for `npm pack`. */
+const ARCH_ENV = 'SOCKSTATE_PREBUILD_ARCH';
 
 /** Where the package ships its copy of binding.gyp (see the header). */
 function shippedGypPath(dir = root) {
@@ -51,6 +59,31 @@ function writeShippedGyp() {
   const file = shippedGypPath();
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, SHIPPED_GYP_NOTE + fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8'));
+}
+
+/**
+ * Whether `name` is an executable on the PATH the build sees: this PATH
+ * after the running node's folder, which build() (and prebuildify) put first.
+ */
+function onPath(name) {
+  for (const dir of [path.dirname(process.execPath), ...(process.env.PATH ?? '').split(path.delimiter)].filter(Boolean)) {
+    try {
+      fs.accessSync(path.join(dir, name), fs.constants.X_OK);
+      return true;
+    } catch {
+      // not in this folder
+    }
+  }
+  return false;
+}
+
+/** The tools a build for `arch` runs that are not on PATH. */
+function missingTools(arch) {
+  const { prefix } = TARGETS[arch];
+  // The native build's own compiler, make and Python node-gyp finds by itself
+  // and reports; prebuildify's --strip needs strip.
+  const tools = prefix ? ['gcc', 'g++', 'ar', 'strip'].map((t) => `${prefix}${t}`) : ['strip'];
+  return tools.filter((t) => !onPath(t));
 }
 
 /** Where a prebuild for `arch` lands. */
@@ -179,9 +212,42 @@ function main(argv) {
   const checkOnly = argv.includes('--check');
   const archs = [];
   for (let i = 0; i < argv.length; i++) if (argv[i] === '--arch') archs.push(argv[++i]);
-  for (const a of archs) if (!TARGETS[a]) throw new Error(`unknown --arch ${a}: expected ${Object.keys(TARGETS).join(' or ')}`);
-  if (archs.length === 0) archs.push(...Object.keys(TARGETS));
-  if (!checkOnly) writeShippedGyp();
+  const fromEnv = (process.env[ARCH_ENV] ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+  for (const a of [...archs, ...fromEnv]) if (!TARGETS[a]) throw new Error(`unknown architecture ${a}: expected ${Object.keys(TARGETS).join(' or ')}`);
+  if (archs.length === 0) archs.push(...(fromEnv.length > 0 ? fromEnv : Object.keys(TARGETS)));
+  if (!checkOnly) {
+    writeShippedGyp();
+    // Left out on purpose (SOCKSTATE_PREBUILD_ARCH): no stale binary may be
+    // packed in its place, and the packer is told what users lose.
+    if (fromEnv.length > 0) {
+      for (const arch of Object.keys(TARGETS).filter((a) => !archs.includes(a))) {
+        const stale = path.dirname(prebuildPath(arch));
+        if (fs.existsSync(stale) && !upToDate(arch)) fs.rmSync(stale, { recursive: true, force: true });
+        if (!fs.existsSync(stale)) {
+          console.error(
+            `prebuild: warning: no linux-${arch} binary (${ARCH_ENV}=${process.env[ARCH_ENV]}): a package packed now makes ` +
+              `linux-${arch} users build from source. Install ${TARGETS[arch].package} and pack without ${ARCH_ENV} for a complete package.`,
+          );
+        }
+      }
+    }
+    // Every missing tool first, before building anything.
+    const lacking = archs.filter((arch) => (force || !upToDate(arch)) && missingTools(arch).length > 0);
+    if (lacking.length > 0) {
+      const others = Object.keys(TARGETS).filter((a) => !lacking.includes(a));
+      const lines = lacking.map((arch) => {
+        const what = TARGETS[arch].prefix ? 'the cross compiler' : 'the build tools';
+        const without = others.length > 0
+          ? `, or pack without it: ${ARCH_ENV}=${others.join(',')} npm pack (the package then lacks the linux-${arch} binary, and its users must build from source)`
+          : '';
+        return (
+          `cannot build ${path.relative(root, prebuildPath(arch))}: ${missingTools(arch).join(', ')} not found on PATH. ` +
+          `Install ${what} (Debian/Ubuntu: apt-get install ${TARGETS[arch].package})${without}.`
+        );
+      });
+      throw new Error(lines.join('\nprebuild: '));
+    }
+  }
   let failed = false;
   for (const arch of archs) {
     if (!checkOnly && (force || !upToDate(arch))) {
@@ -199,7 +265,7 @@ function main(argv) {
   if (failed) process.exitCode = 1;
 }
 
-module.exports = { prebuildPath, shippedGypPath, upToDate, inspectBinary, check, compareVersions, GLIBC_FLOOR, TARGETS };
+module.exports = { prebuildPath, shippedGypPath, upToDate, inspectBinary, check, compareVersions, missingTools, GLIBC_FLOOR, TARGETS, ARCH_ENV };
 
 if (require.main === module) {
   try {

@@ -1,7 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import * as os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProgram, serverAvailable } from './helpers/programs';
 
 // The prebuilt binaries the package ships: built by scripts/prebuild.js
@@ -14,6 +15,7 @@ const prebuild = require(path.join(root, 'scripts', 'prebuild.js')) as {
   check(arch: string): { arch: string; machine: string; glibc: string | null; glibcxx: string | null; problems: string[] };
   compareVersions(a: number[], b: number[]): number;
   GLIBC_FLOOR: number[];
+  ARCH_ENV: string;
 };
 
 const readelf = findProgram(['/usr/bin/readelf']);
@@ -89,4 +91,98 @@ describe.runIf(canEmulate && built && process.arch === 'x64')('linux-arm64 under
       binaries: [prebuild.prebuildPath('arm64')],
     });
   }, 180_000);
+});
+
+// `npm pack` runs scripts/prebuild.js (prepack). On a machine without the
+// arm64 cross compiler it stops before building anything and names the
+// package to install, or, with SOCKSTATE_PREBUILD_ARCH=x64, packs without
+// the arm64 binary and says what that costs. Run in a copy of the sources,
+// with a PATH that has node, readelf and strip but no aarch64-linux-gnu-*
+// (and node not in /usr/bin, where the build would find them through it).
+describe.runIf(haveReadelf && built)('scripts/prebuild.js without the arm64 cross compiler', () => {
+  let work: string;
+  let stage: string;
+  let bin: string;
+  const ARM64 = 'prebuilds/linux-arm64/sockstate.glibc.node';
+  const MISSING =
+    `prebuild: cannot build ${ARM64}: aarch64-linux-gnu-gcc, aarch64-linux-gnu-g++, aarch64-linux-gnu-ar, aarch64-linux-gnu-strip not found on PATH. ` +
+    'Install the cross compiler (Debian/Ubuntu: apt-get install g++-aarch64-linux-gnu), or pack without it: ' +
+    'SOCKSTATE_PREBUILD_ARCH=x64 npm pack (the package then lacks the linux-arm64 binary, and its users must build from source).';
+
+  beforeAll(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-prebuild-test-'));
+    bin = path.join(work, 'bin');
+    fs.mkdirSync(bin);
+    try {
+      fs.linkSync(process.execPath, path.join(bin, 'node'));
+    } catch {
+      fs.copyFileSync(process.execPath, path.join(bin, 'node'));
+    }
+    fs.symlinkSync(readelf!, path.join(bin, 'readelf'));
+    const strip = findProgram(['/usr/bin/strip']);
+    if (strip) fs.symlinkSync(strip, path.join(bin, 'strip'));
+    stage = path.join(work, 'sockstate');
+    // The up-to-date x64 prebuild, timestamps kept, so that only arm64 needs building.
+    for (const entry of ['package.json', 'binding.gyp', 'native', 'scripts', 'prebuilds/linux-x64']) {
+      fs.cpSync(path.join(root, entry), path.join(stage, entry), { recursive: true, preserveTimestamps: true });
+    }
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(stage, 'node_modules'), 'dir');
+  });
+  afterAll(() => {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  const prebuildScript = (env: NodeJS.ProcessEnv = {}) => {
+    const r = spawnSync(path.join(bin, 'node'), ['scripts/prebuild.js'], {
+      cwd: stage,
+      encoding: 'utf8',
+      env: { ...process.env, PATH: bin, [prebuild.ARCH_ENV]: '', ...env },
+      timeout: 120_000,
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it('the PATH has no aarch64-linux-gnu-gcc, the running node included', () => {
+    const r = spawnSync(path.join(bin, 'node'), ['-e', 'console.log(process.execPath)'], { encoding: 'utf8', env: { PATH: bin } });
+    expect(path.dirname(r.stdout.trim())).toBe(bin);
+    expect(fs.readdirSync(bin).sort()).toEqual(['node', 'readelf', 'strip']);
+  });
+
+  it('fails at once, naming the package to install and the way to pack without arm64; builds nothing', () => {
+    const started = Date.now();
+    const r = prebuildScript();
+    expect(r).toEqual({ status: 1, stdout: '', stderr: `${MISSING}\n` });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(fs.existsSync(path.join(stage, ARM64))).toBe(false);
+  });
+
+  it('SOCKSTATE_PREBUILD_ARCH=x64: drops a stale arm64 binary, warns what users lose, checks x64, exits 0', () => {
+    // An arm64 binary older than the sources must not be packed.
+    fs.mkdirSync(path.dirname(path.join(stage, ARM64)), { recursive: true });
+    fs.writeFileSync(path.join(stage, ARM64), 'stale');
+    fs.utimesSync(path.join(stage, ARM64), new Date(2000, 0, 1), new Date(2000, 0, 1));
+    const r = prebuildScript({ [prebuild.ARCH_ENV]: 'x64' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr.split('\n')).toEqual([
+      'prebuild: warning: no linux-arm64 binary (SOCKSTATE_PREBUILD_ARCH=x64): a package packed now makes linux-arm64 users build from source. ' +
+        'Install g++-aarch64-linux-gnu and pack without SOCKSTATE_PREBUILD_ARCH for a complete package.',
+      expect.stringMatching(/^prebuild: prebuilds\/linux-x64\/sockstate\.glibc\.node: Advanced Micro Devices X86-64, highest GLIBC_2\.[0-9.]+, GLIBCXX_/),
+      '',
+    ]);
+    expect(fs.existsSync(path.dirname(path.join(stage, ARM64)))).toBe(false);
+    expect(fs.readdirSync(path.join(stage, 'prebuilds')).sort()).toEqual(['binding.gyp', 'linux-x64']);
+  });
+
+  it('an unknown architecture is refused', () => {
+    expect(prebuildScript({ [prebuild.ARCH_ENV]: 'riscv64' })).toEqual({
+      status: 1,
+      stdout: '',
+      stderr: 'prebuild: unknown architecture riscv64: expected x64 or arm64\n',
+    });
+  });
+
+  it("npm pack's prepack runs this script", () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.prepack).toMatch(/&& node scripts\/prebuild\.js$/);
+  });
 });
