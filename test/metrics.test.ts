@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as http from 'node:http';
 import { Agent } from '../src/agent';
 import { publishConnection, publishReuseCheck } from '../src/channel';
+import { TcpTracker } from '../src/metrics/tracker';
 import { collectTcpMetrics, type TcpMetricsTracker } from '../src/prometheus';
 import { caught } from './helpers/errors';
 import { withoutPeer } from './helpers/metrics-peer';
@@ -381,6 +382,38 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
     expect(socket.listenerCount('connect')).toBe(connectListeners);
     expect(socket.listenerCount('close')).toBe(closeListeners);
     expect(tracker.size).toBe(0);
+  });
+
+  it('lets go of the record of a tracked socket once the socket is let go', async () => {
+    const tracker = new TcpTracker();
+    cleanups.push(() => tracker.stop());
+    const s = await server();
+    const serverHandle = tracker.track(s.server);
+    // Closed after connecting, with its final figures taken.
+    const closing = await connect(s.port);
+    const handle = tracker.track(closing);
+    expect([tracker.recordCount, handle.connections]).toEqual([2, 1]);
+    closing.destroy();
+    expect([tracker.recordCount, handle.connections, tracker.size]).toEqual([1, 0, 1]);
+    handle.stop();
+    // Tracked while connecting; the connect is refused.
+    const refusing = net.createServer();
+    const refusedPort = await listen(refusing);
+    await new Promise((resolve) => refusing.close(resolve));
+    const refused = net.connect(refusedPort, '127.0.0.1');
+    refused.on('error', () => {});
+    tracker.track(refused);
+    expect(tracker.recordCount).toBe(2);
+    await new Promise((resolve) => refused.once('close', resolve));
+    expect(tracker.recordCount).toBe(1);
+    // Already destroyed, or already tracked through the server: nothing to hold.
+    tracker.track(closing);
+    await connect(s.port);
+    await waitFor(() => s.accepted.length === 2 && s.accepted[0]!.destroyed);
+    tracker.track(s.accepted[1]!);
+    expect([tracker.recordCount, tracker.size]).toEqual([1, 1]);
+    serverHandle.stop();
+    expect([tracker.recordCount, tracker.size]).toEqual([0, 0]);
   });
 
   it('a handle stops one target only', async () => {

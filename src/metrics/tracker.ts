@@ -91,6 +91,8 @@ interface HandleRecord {
   readonly role: TrackRole;
   readonly scope: string;
   readonly group: number;
+  /** Tracks one socket: the record goes once that socket is let go. */
+  readonly single: boolean;
   readonly sockets: Set<net.Socket>;
   readonly pending: Map<net.Socket, () => void>;
   stopped: boolean;
@@ -255,6 +257,16 @@ export class TcpTracker {
   }
 
   /**
+   * Targets held now: one per live handle of a server or guard, one per
+   * tracked socket until that socket is let go.
+   *
+   * @internal
+   */
+  get recordCount(): number {
+    return this.records.size;
+  }
+
+  /**
    * Starts tracking `target`: a `net.Server` (each connection it accepts
    * from now on), a connected `net.Socket`/`tls.TLSSocket` (from `'connect'`
    * if still connecting), or a sockstate guard (an HTTP agent, the undici
@@ -278,6 +290,7 @@ export class TcpTracker {
       role,
       scope,
       group: this.groupFor(role, scope),
+      single: target instanceof net.Socket,
       sockets: new Set(),
       pending: new Map(),
       stopped: false,
@@ -290,6 +303,8 @@ export class TcpTracker {
       record.detach = () => target.off('connection', onConnection);
     } else if (target instanceof net.Socket) {
       this.trackSocket(target, record);
+      // Not tracked (closed, not TCP, already tracked, no addon): nothing to hold.
+      this.settle(record);
     } else {
       const previous = this.owners.get(target);
       if (previous !== undefined) this.stopRecord(previous);
@@ -388,16 +403,21 @@ export class TcpTracker {
       // A connect that fails never emits 'connect': 'close' lets it go.
       const cancel = (): void => {
         socket.off('connect', onConnect);
-        socket.off('close', cancel);
+        socket.off('close', onClose);
         record.pending.delete(socket);
       };
       const onConnect = (): void => {
         cancel();
         this.register(socket, record);
+        this.settle(record);
+      };
+      const onClose = (): void => {
+        cancel();
+        this.settle(record);
       };
       record.pending.set(socket, cancel);
       socket.once('connect', onConnect);
-      socket.once('close', cancel);
+      socket.once('close', onClose);
       return;
     }
     this.register(socket, record);
@@ -481,9 +501,21 @@ export class TcpTracker {
         TcpTracker.unhook(socket as Hooked);
       }
     }
-    this.handleOfSlot[slot]?.sockets.delete(socket);
+    const record = this.handleOfSlot[slot];
     this.slotOf.delete(socket);
     this.release(slot);
+    if (record !== undefined) {
+      record.sockets.delete(socket);
+      this.settle(record);
+    }
+  }
+
+  // A record of one socket goes with it: else each track(socket) of a
+  // short connection would stay in `records` for the tracker's life.
+  private settle(record: HandleRecord): void {
+    if (!record.single || record.stopped || record.sockets.size > 0 || record.pending.size > 0) return;
+    record.stopped = true;
+    this.records.delete(record);
   }
 
   private stopRecord(record: HandleRecord): void {
