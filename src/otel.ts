@@ -98,7 +98,8 @@ export function observeTcpMetrics(options?: ObserveTcpMetricsOptions): TcpMetric
     unit: '{segment}',
   });
   const io = meter.createObservableCounter('sockstate.tcp.io', {
-    description: 'Bytes acknowledged by the peer (transmit) and received (receive)',
+    description:
+      'Data bytes the peer acknowledged (transmit) and data bytes received (receive); not the SYN and FINs, which tcp_info counts as one byte each',
     unit: 'By',
   });
   const retrans = meter.createObservableGauge('sockstate.tcp.retrans_segments', {

@@ -216,8 +216,18 @@ export function collectTcpMetrics(options?: CollectTcpMetricsOptions): TcpMetric
   );
   counter('sockstate_tcp_retransmitted_segments_total', 'Segments retransmitted (tcpi_total_retrans deltas)', 0, (g) => g.retransmittedSegments);
   counter('sockstate_tcp_segments_sent_total', 'Segments sent, retransmissions included (tcpi_segs_out deltas)', 1, (g) => g.segmentsSent);
-  counter('sockstate_tcp_bytes_sent_total', 'Bytes sent and acknowledged by the peer (tcpi_bytes_acked deltas)', 2, (g) => g.bytesSent);
-  counter('sockstate_tcp_bytes_received_total', 'Bytes received (tcpi_bytes_received deltas; a FIN counts as one)', 3, (g) => g.bytesReceived);
+  counter(
+    'sockstate_tcp_bytes_sent_total',
+    'Data bytes the peer acknowledged (tcpi_bytes_acked deltas less our SYN and FIN, which the kernel counts as one byte each)',
+    2,
+    (g) => g.bytesSent,
+  );
+  counter(
+    'sockstate_tcp_bytes_received_total',
+    "Data bytes received, read by the application or not (tcpi_bytes_received deltas less the peer's FIN, which the kernel counts as one byte)",
+    3,
+    (g) => g.bytesReceived,
+  );
   counter('sockstate_connections_closed_total', 'Tracked connections closed, their final figures counted', 4, (g) => g.closed);
 
   const rttName = `${prefix}sockstate_tcp_rtt_seconds`;

@@ -88,8 +88,8 @@ describe('sockstate/otel', () => {
     const status = (s: string) => pointValue(first, 'sockstate.connection.count', { ...attrs, 'sockstate.connection.status': s });
     expect([status('open'), status('peerClosed'), status('closed')]).toEqual([2, 1, 0]);
     expect(first.get('sockstate.connection.count')!.points).toHaveLength(9);
-    // 300 bytes, plus the FIN of the client that ended.
-    expect(pointValue(first, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(301);
+    // 300 bytes; the FIN of the client that ended is not data.
+    expect(pointValue(first, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(300);
     expect(pointValue(first, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'transmit' })).toBe(0);
     const rtt = pointValue(first, 'sockstate.tcp.rtt', attrs) as { count: number; max: number; buckets: { boundaries: number[] } };
     expect(rtt.count).toBe(3);
@@ -108,7 +108,7 @@ describe('sockstate/otel', () => {
     const second = await collect();
     expect(pointValue(second, 'sockstate.connection.closed', attrs)).toBe(1);
     expect(pointValue(second, 'sockstate.connection.count', { ...attrs, 'sockstate.connection.status': 'open' })).toBe(1);
-    expect(pointValue(second, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(301);
+    expect(pointValue(second, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(300);
     expect((pointValue(second, 'sockstate.tcp.rtt', attrs) as { count: number }).count).toBe(5);
     expect(tracker.sweeps).toBe(2);
   });

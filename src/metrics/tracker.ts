@@ -79,9 +79,12 @@ export interface MetricGroup {
   retransmittedSegments: number;
   /** Segments sent (tcpi_segs_out deltas), ever. */
   segmentsSent: number;
-  /** Bytes the peer acknowledged (tcpi_bytes_acked deltas), ever. */
+  /**
+   * Data bytes the peer acknowledged, ever: tcpi_bytes_acked less our SYN
+   * and our FIN, which the kernel counts as one byte each.
+   */
   bytesSent: number;
-  /** Bytes received (tcpi_bytes_received deltas), ever. */
+  /** Data bytes received, read or not, ever: tcpi_bytes_received less the peer's FIN. */
   bytesReceived: number;
   /** Connections whose final figures were taken at close, ever. */
   closed: number;
@@ -112,6 +115,10 @@ const destroyHook = Symbol('sockstate.metrics.destroy');
 // Most RTT observations kept between two takeRttLog() calls: 12 bytes each.
 const RTT_LOG_MAX = 1 << 18;
 
+// What the final sample's caller knows of how the connection ended.
+const EOF_READ = 1; // Node read the peer's FIN
+const ERRORED = 2; // Node destroyed the socket with an error
+
 type Destroy = (this: net.Socket, error: Error | null, callback: (error?: Error | null) => void) => void;
 type Hooked = net.Socket & { [destroyHook]?: { original: Destroy; hadOwn: boolean; wrapper: Destroy } };
 
@@ -122,6 +129,20 @@ type Hooked = net.Socket & { [destroyHook]?: { original: Destroy; hadOwn: boolea
 const trackersOf = new WeakMap<net.Socket, TcpTracker[]>();
 function closeListener(this: net.Socket): void {
   for (const tracker of trackersOf.get(this) ?? []) tracker.forget(this);
+}
+
+/** 1 per kernel state number named in `wanted`. */
+function stateSet(names: readonly (string | undefined)[], wanted: readonly string[]): Uint8Array {
+  const set = new Uint8Array(Math.max(names.length, 16));
+  names.forEach((name, i) => {
+    if (name !== undefined && wanted.includes(name)) set[i] = 1;
+  });
+  return set;
+}
+
+/** Whether a server accepted the socket (Node sets `server` on both a raw and a TLS accepted socket). */
+function accepted(socket: net.Socket): boolean {
+  return (socket as { server?: unknown }).server != null;
 }
 
 /** Status index per kernel state number (CLOSE resolved per row). */
@@ -161,6 +182,10 @@ export class TcpTracker {
   private groupOf = new Int32Array(0);
   private prev = new Float64Array(0);
   private observed = new Uint8Array(0);
+  // Per slot: 1 when tcpi_bytes_acked counts our SYN (we opened the connection).
+  private syn = new Uint8Array(0);
+  // Per slot: 1 once a sample showed that the peer's FIN had arrived.
+  private finIn = new Uint8Array(0);
   private readonly free: number[] = [];
   private top = 0;
   private inflight: Promise<void> | null = null;
@@ -178,7 +203,12 @@ export class TcpTracker {
   private readonly S: NonNullable<typeof native>['sampleSlots'] | null;
   private readonly stateClose: number;
   private readonly stateEstablished: number;
+  private readonly stateCloseWait: number;
   private readonly pollErr: number;
+  // States in which the peer's FIN has arrived, and (for kernels without
+  // tcpi_bytes_sent) in which ours has been acknowledged.
+  private readonly peerFinStates: Uint8Array;
+  private readonly ourFinAckedStates: Uint8Array;
 
   private readonly onConnection = (message: unknown): void => this.adopt(message as ConnectionMessage);
   private readonly onReuseCheck = (message: unknown): void => this.countCheck(message as ReuseCheckMessage);
@@ -202,7 +232,11 @@ export class TcpTracker {
     this.S = native === null ? null : native.sampleSlots;
     this.stateClose = native === null ? -1 : native.tcpStates.indexOf('CLOSE');
     this.stateEstablished = native === null ? -1 : native.tcpStates.indexOf('ESTABLISHED');
+    this.stateCloseWait = native === null ? -1 : native.tcpStates.indexOf('CLOSE_WAIT');
     this.pollErr = native === null ? 0 : native.pollFlags.POLLERR;
+    const states = native === null ? [] : native.tcpStates;
+    this.peerFinStates = stateSet(states, ['CLOSE_WAIT', 'LAST_ACK', 'CLOSING', 'TIME_WAIT']);
+    this.ourFinAckedStates = stateSet(states, ['FIN_WAIT2', 'TIME_WAIT']);
   }
 
   /** The aggregates, one per (role, scope) pair tracked so far. */
@@ -438,6 +472,8 @@ export class TcpTracker {
     this.sockets[slot] = socket;
     this.groupOf[slot] = record.group;
     this.handleOfSlot[slot] = record;
+    this.syn[slot] = this.countsOurSyn(socket, this.finalRow);
+    if (this.peerFinStates[this.finalRow[this.S!.STATE]!] === 1) this.finIn[slot] = 1;
     this.slotOf.set(socket, slot);
     record.sockets.add(socket);
     this.hook(socket as Hooked);
@@ -459,7 +495,9 @@ export class TcpTracker {
     const original = socket._destroy as Destroy;
     const wrapper: Destroy = function (this: net.Socket, error, callback) {
       // The fd is still open here; by 'close' it is gone.
-      for (const tracker of [...(trackersOf.get(socket) ?? [])]) tracker.finish(socket);
+      const ended = (this as { _readableState?: { ended?: boolean } })._readableState?.ended === true;
+      const evidence = (ended ? EOF_READ : 0) | (error != null ? ERRORED : 0);
+      for (const tracker of [...(trackersOf.get(socket) ?? [])]) tracker.finish(socket, evidence);
       return original.call(this, error, callback);
     };
     socket[destroyHook] = { original, hadOwn, wrapper };
@@ -479,12 +517,12 @@ export class TcpTracker {
   }
 
   // Final figures, before the fd closes.
-  private finish(socket: net.Socket): void {
+  private finish(socket: net.Socket, evidence: number): void {
     const slot = this.slotOf.get(socket);
     if (slot === undefined) return;
     const fd = targetFd(socket, 'socket');
     if (fd >= 0 && native!.sample(fd, this.finalRow, 0) === 0) {
-      this.apply(slot, this.finalRow, 0, false);
+      this.apply(slot, this.finalRow, 0, false, evidence);
       this.groupList[this.groupOf[slot]!]!.closed++;
     }
     this.untrack(socket, slot);
@@ -518,6 +556,19 @@ export class TcpTracker {
     this.records.delete(record);
   }
 
+  // Whether tcpi_bytes_acked counts our SYN, i.e. we opened the connection.
+  // With nothing in flight and no FIN of ours sent, the kernel says it
+  // exactly (bytes acked = data sent + the SYN); else Node does.
+  private countsOurSyn(socket: net.Socket, row: Float64Array): number {
+    const S = this.S!;
+    const state = row[S.STATE]!;
+    const extra = row[S.BYTES_ACKED]! - (row[S.BYTES_SENT]! - row[S.BYTES_RETRANS]!);
+    if ((state === this.stateEstablished || state === this.stateCloseWait) && row[S.UNACKED] === 0 && (extra === 0 || extra === 1)) {
+      return extra;
+    }
+    return accepted(socket) ? 0 : 1;
+  }
+
   private stopRecord(record: HandleRecord): void {
     if (record.stopped) return;
     record.stopped = true;
@@ -544,6 +595,8 @@ export class TcpTracker {
     this.cookies[slot] = 0n;
     this.prev.fill(0, slot * PREV, slot * PREV + PREV);
     this.observed[slot] = 0;
+    this.syn[slot] = 0;
+    this.finIn[slot] = 0;
     this.free.push(slot);
   }
 
@@ -561,12 +614,19 @@ export class TcpTracker {
     const observed = new Uint8Array(capacity);
     observed.set(this.observed);
     this.observed = observed;
+    const syn = new Uint8Array(capacity);
+    syn.set(this.syn);
+    this.syn = syn;
+    const finIn = new Uint8Array(capacity);
+    finIn.set(this.finIn);
+    this.finIn = finIn;
   }
 
   // Adds one row's figures to its group: counter deltas always; at a sweep
   // also the gauges and one RTT observation; at close an RTT observation
-  // only for a connection no sweep has seen.
-  private apply(slot: number, rows: Float64Array, base: number, sweep: boolean): void {
+  // only for a connection no sweep has seen. `evidence` (EOF_READ,
+  // ERRORED) comes with the final row only.
+  private apply(slot: number, rows: Float64Array, base: number, sweep: boolean, evidence = 0): void {
     const S = this.S!;
     const group = this.groupList[this.groupOf[slot]!]!;
     const p = slot * PREV;
@@ -582,19 +642,38 @@ export class TcpTracker {
       group.segmentsSent += d;
       prev[p + 1] = segs;
     }
-    const acked = rows[base + S.BYTES_ACKED]!;
-    if (acked === acked && acked > prev[p + 2]!) {
-      group.bytesSent += acked - prev[p + 2]!;
-      prev[p + 2] = acked;
+    // Data bytes only: the kernel's byte counters include our SYN (when we
+    // opened the connection), our FIN once acked, and the peer's FIN once
+    // arrived, one byte each. Where a row cannot tell, a sweep takes the
+    // lower figure and the final row decides: the counters only go up.
+    const state = rows[base + S.STATE]!;
+    if (this.peerFinStates[state] === 1) this.finIn[slot] = 1;
+    const acked = rows[base + S.BYTES_ACKED]! - this.syn[slot]!;
+    // Data sent at least once (4.19+, else NaN): our FIN is acked exactly
+    // when the peer acknowledged one byte more than that.
+    const sentOnce = rows[base + S.BYTES_SENT]! - rows[base + S.BYTES_RETRANS]!;
+    const closed = state === this.stateClose;
+    let ourFinAcked: boolean;
+    if (sentOnce === sentOnce) ourFinAcked = acked > sentOnce;
+    else ourFinAcked = this.ourFinAckedStates[state] === 1 || (closed && (sweep || (evidence & ERRORED) === 0));
+    // CLOSE follows a graceful close (both FINs) or a reset or timeout
+    // (maybe after the peer's FIN): Node's EOF, an earlier sample, or a
+    // close of ours acked without error says the peer's FIN came.
+    const peerFin =
+      this.finIn[slot] === 1 ||
+      (closed && (sweep || (evidence & EOF_READ) !== 0 || (ourFinAcked && (evidence & ERRORED) === 0)));
+    const sentData = sentOnce === sentOnce ? Math.min(acked, sentOnce) : acked - (ourFinAcked ? 1 : 0);
+    if (sentData > prev[p + 2]!) {
+      group.bytesSent += sentData - prev[p + 2]!;
+      prev[p + 2] = sentData;
     }
-    const received = rows[base + S.BYTES_RECEIVED]!;
-    if (received === received && received > prev[p + 3]!) {
-      group.bytesReceived += received - prev[p + 3]!;
-      prev[p + 3] = received;
+    const receivedData = rows[base + S.BYTES_RECEIVED]! - (peerFin ? 1 : 0);
+    if (receivedData > prev[p + 3]!) {
+      group.bytesReceived += receivedData - prev[p + 3]!;
+      prev[p + 3] = receivedData;
     }
     const rtt = rows[base + S.RTT]!;
     if (sweep) {
-      const state = rows[base + S.STATE]!;
       let status = this.status[state] ?? UNKNOWN;
       if (state === this.stateClose) {
         const pendingError = (rows[base + S.REVENTS]! & this.pollErr) !== 0;
