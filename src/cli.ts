@@ -5,18 +5,14 @@
  *
  * @packageDocumentation
  */
-import { EXIT_USAGE, UsageError } from './cli/args';
+import { EXIT_USAGE, UsageError, wantsHelp } from './cli/args';
 import { runDemo } from './cli/demo';
 import { colorWanted, createPaint, printable } from './cli/format';
-import { DEMO_HELP, HELP, packageVersion, WATCH_HELP } from './cli/usage';
+import { DEMO_HELP, HELP, helpText, packageVersion, WATCH_HELP } from './cli/usage';
 import { parseWatchArgs, runWatch } from './cli/watch';
 
-// A Map, not an object: `help __proto__` or `help toString` must find nothing.
-const COMMAND_HELP: ReadonlyMap<string, string> = new Map([
-  ['demo', DEMO_HELP],
-  ['watch', WATCH_HELP],
-]);
-
+// Help that was asked for is the output: stdout, exit 0. A mistake in the
+// command line is a diagnostic: stderr, exit 2 (see UsageError).
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   const paint = createPaint(colorWanted(process.stdout));
@@ -24,27 +20,17 @@ async function main(argv: readonly string[]): Promise<number> {
     case undefined:
       process.stderr.write(HELP);
       return EXIT_USAGE;
+    case 'help':
     case '-h':
     case '--help':
-      process.stdout.write(HELP);
+      process.stdout.write(helpText(rest));
       return 0;
-    case 'help': {
-      const topic = rest[0];
-      if (topic === undefined) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const text = COMMAND_HELP.get(topic);
-      if (text === undefined) throw new UsageError(`no help for '${topic}': commands are demo, watch`);
-      process.stdout.write(text);
-      return 0;
-    }
     case '-v':
     case '--version':
       process.stdout.write(`${packageVersion()}\n`);
       return 0;
     case 'demo':
-      if (rest.includes('-h') || rest.includes('--help')) {
+      if (wantsHelp(rest)) {
         process.stdout.write(DEMO_HELP);
         return 0;
       }
@@ -59,8 +45,7 @@ async function main(argv: readonly string[]): Promise<number> {
       return runWatch(options, { stream: process.stdout, live: process.stdout.isTTY === true && !options.json, paint });
     }
     default:
-      process.stderr.write(`sockstate: unknown command '${printable(command)}'\n\n${HELP}`);
-      return EXIT_USAGE;
+      throw new UsageError(`unknown command '${command}'`, 'ERR_USAGE', HELP);
   }
 }
 
@@ -77,7 +62,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof UsageError) {
       // Messages quote the user's arguments: never echo their control characters.
-      process.stderr.write(`sockstate: ${printable(err.message)}\n`);
+      process.stderr.write(`sockstate: ${printable(err.message)}\n${err.help === undefined ? '' : `\n${err.help}`}`);
       process.exitCode = EXIT_USAGE;
       return;
     }

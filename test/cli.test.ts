@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isReservedInvalid, parseEndpoint, UsageError } from '../src/cli/args';
 import { colorWanted, jsonLine, sparkline } from '../src/cli/format';
+import { DEMO_HELP, HELP, WATCH_HELP } from '../src/cli/usage';
 import { listen, spawnFixture } from './helpers/sockets';
 
 const root = path.join(__dirname, '..');
@@ -54,44 +55,77 @@ async function run(args: readonly string[], timeoutMs = 20_000, env: NodeJS.Proc
 
 const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
 
-describe('sockstate --help / --version / unknown commands', () => {
-  it('--help prints the usage on stdout and exits 0', async () => {
-    const r = await run(['--help']);
-    expect(r.code).toBe(0);
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toMatch(/^Usage: sockstate <command>/);
-    expect(r.stdout).toContain('demo');
-    expect(r.stdout).toContain('watch <host:port>');
+describe('sockstate help: asked for, on stdout with exit 0; a usage mistake, on stderr with exit 2', () => {
+  // Every way to ask for help prints the full text of what was asked about.
+  const asked: [string[], string, string][] = [
+    [['--help'], 'the command', HELP],
+    [['-h'], 'the command', HELP],
+    [['help'], 'the command', HELP],
+    [['help', 'help'], 'the command', HELP],
+    [['help', '--help'], 'the command', HELP],
+    [['help', 'watch'], 'watch', WATCH_HELP],
+    [['--help', 'watch'], 'watch', WATCH_HELP],
+    [['watch', '--help'], 'watch', WATCH_HELP],
+    [['watch', '-h'], 'watch', WATCH_HELP],
+    // Help wins over mistakes elsewhere on the line.
+    [['watch', '--bogus', '--interval', '5', '-h'], 'watch', WATCH_HELP],
+    [['help', 'demo'], 'demo', DEMO_HELP],
+    [['demo', '--help'], 'demo', DEMO_HELP],
+    [['demo', 'now', '-h'], 'demo', DEMO_HELP],
+  ];
+  it.each(asked)('sockstate %j prints the full help of %s', async (args, _of, text) => {
+    const r = await run(args);
+    expect(r).toEqual({ code: 0, stdout: text, stderr: '' });
   });
 
-  it('help watch and watch --help print the watch usage', async () => {
-    for (const args of [['help', 'watch'], ['watch', '--help'], ['watch', '-h']]) {
-      const r = await run(args);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/^Usage: sockstate watch \[options\] <host:port>/);
+  it('the texts are the full ones: usage, every command or option, exit codes', () => {
+    expect(HELP).toMatch(/^Usage: sockstate <command> \[options\]\n/);
+    for (const part of ['demo', 'watch <host:port>', 'help [command]', '-h, --help', '-v, --version', 'Exit codes:']) expect(HELP).toContain(part);
+    expect(WATCH_HELP).toMatch(/^Usage: sockstate watch \[options\] <host:port>\n/);
+    for (const part of ['--interval <ms>', '--count <n>', '--stdin', '--json', '-h, --help', 'Exit codes:']) expect(WATCH_HELP).toContain(part);
+    expect(DEMO_HELP).toMatch(/^Usage: sockstate demo\n/);
+    expect(DEMO_HELP).toContain('Exit code 0 when every scenario behaved');
+  });
+
+  const mistakes: [string, string[], string][] = [
+    ['an unknown help topic', ['help', 'frobnicate'], `sockstate: no help for 'frobnicate': commands are demo, watch\n\n${HELP}`],
+    ['an unknown command', ['frobnicate'], `sockstate: unknown command 'frobnicate'\n\n${HELP}`],
+    ['no command', [], HELP],
+    ['two help topics', ['help', 'watch', 'demo'], 'sockstate: help takes one command, got 2: watch demo\n'],
+    ['--help=x', ['watch', '--help=x'], "sockstate: option '--help' takes no value\n"],
+  ];
+  it.each(mistakes)('%s: stderr, exit 2, nothing on stdout', async (_what, args, stderr) => {
+    const r = await run(args);
+    expect(r).toEqual({ code: 2, stdout: '', stderr });
+  });
+
+  it('watch --help never connects, even with a target', async () => {
+    const server = net.createServer();
+    const port = await listen(server);
+    const accepted: net.Socket[] = [];
+    server.on('connection', (s) => accepted.push(s));
+    try {
+      const r = await run(['watch', '--help', `127.0.0.1:${port}`]);
+      expect(r).toEqual({ code: 0, stdout: WATCH_HELP, stderr: '' });
+      // Connections are accepted in order: had the command connected, its
+      // connection would come before this one.
+      const own = net.connect(port, '127.0.0.1');
+      await Promise.all([once(server, 'connection'), once(own, 'connect')]);
+      const ownPort = own.localPort;
+      own.destroy();
+      expect(accepted).toHaveLength(1);
+      expect(accepted[0]!.remotePort).toBe(ownPort);
+    } finally {
+      for (const s of accepted) s.destroy();
+      server.close();
     }
   });
 
   it('--version prints the version in package.json', async () => {
     for (const flag of ['--version', '-v']) {
       const r = await run([flag]);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toBe(`${version}\n`);
+      expect(r).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
     }
-  });
-
-  it('an unknown command prints the usage on stderr and exits 2', async () => {
-    const r = await run(['frobnicate']);
-    expect(r.code).toBe(2);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toContain("sockstate: unknown command 'frobnicate'");
-    expect(r.stderr).toContain('Usage: sockstate <command>');
-  });
-
-  it('no command prints the usage on stderr and exits 2', async () => {
-    const r = await run([]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('Usage: sockstate <command>');
   });
 });
 

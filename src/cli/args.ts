@@ -9,20 +9,41 @@ import * as net from 'node:net';
 /** Exit code for bad input: a usage mistake, a name that does not resolve, a refused connection. */
 export const EXIT_USAGE = 2;
 
-/** Bad input: printed as `sockstate: <message>` on stderr, exit code {@link EXIT_USAGE}. */
+/**
+ * Bad input: printed as `sockstate: <message>` on stderr, then `help` if
+ * given, exit code {@link EXIT_USAGE}.
+ */
 export class UsageError extends Error {
   /** Machine-readable kind of mistake (`'ERR_USAGE'`, `'ENOTFOUND'`, `'ECONNREFUSED'`, …). */
   readonly code: string;
+  /** Help text printed after the message, after a blank line; undefined for the message alone. */
+  readonly help: string | undefined;
 
   /**
    * @param message - What is wrong, phrased for the user.
    * @param code - The kind of mistake.
+   * @param help - Help text to print after the message (for a mistake in
+   *   the command itself, where the list of commands is the answer).
    */
-  constructor(message: string, code = 'ERR_USAGE') {
+  constructor(message: string, code = 'ERR_USAGE', help?: string) {
     super(message);
     this.name = 'UsageError';
     this.code = code;
+    this.help = help;
   }
+}
+
+/**
+ * True when `-h` or `--help` is among the options (before a `--`): help
+ * asked for anywhere on a command's line wins over any mistake in the rest,
+ * as the user wants to read how to use it.
+ */
+export function wantsHelp(argv: readonly string[]): boolean {
+  for (const arg of argv) {
+    if (arg === '--') return false;
+    if (arg === '-h' || arg === '--help') return true;
+  }
+  return false;
 }
 
 /** How an option is given: alone (`--json`) or with a value (`--interval 500`). */

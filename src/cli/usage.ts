@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { UsageError } from './args';
 
 /** `sockstate --help`. */
 export const HELP = `Usage: sockstate <command> [options]
@@ -20,14 +21,16 @@ Commands:
   watch <host:port>    Connect and show a live view of that connection:
                        status, TCP state, RTT, cwnd, bytes, retransmits.
                        Also [::1]:port and names (localhost:port).
-  help [command]       Show this text, or a command's.
+  help [command]       Show this text, or a command's full help (also
+                       sockstate <command> --help).
 
 Options:
-  -h, --help           Show help.
+  -h, --help           Show this text.
   -v, --version        Print the version.
 
 Exit codes: 0 success, 1 failure, 2 bad input (usage, a name that does not
-resolve, a refused connection).
+resolve, a refused connection). Help asked for is printed on stdout; a
+usage mistake on stderr.
 Colour only when stdout is a terminal and NO_COLOR is not set.
 `;
 
@@ -77,6 +80,32 @@ Exit codes: 0 when the connection ended (peer closed, reset, timed out) or
 on Ctrl-C; 1 on another error; 2 for bad input, a name that does not
 resolve, or a connection that is refused or cannot be made.
 `;
+
+// A Map, not an object: `help __proto__` or `help toString` must find nothing.
+const TOPICS: ReadonlyMap<string, string> = new Map([
+  ['demo', DEMO_HELP],
+  ['watch', WATCH_HELP],
+  ['help', HELP],
+  ['-h', HELP],
+  ['--help', HELP],
+]);
+
+/**
+ * The text `sockstate help [command]` prints: this command's help without a
+ * topic, else that command's full help (`help help` and `help --help`
+ * included, which is this command's).
+ *
+ * @param topics - The arguments after `help`.
+ * @throws UsageError for an unknown topic (with {@link HELP}, which lists
+ *   the commands) or more than one.
+ */
+export function helpText(topics: readonly string[]): string {
+  if (topics.length === 0) return HELP;
+  if (topics.length > 1) throw new UsageError(`help takes one command, got ${topics.length}: ${topics.join(' ')}`);
+  const text = TOPICS.get(topics[0]!);
+  if (text === undefined) throw new UsageError(`no help for '${topics[0]}': commands are demo, watch`, 'ERR_USAGE', HELP);
+  return text;
+}
 
 /**
  * The package version, read from package.json at run time (this module

@@ -8,7 +8,7 @@
 import * as dns from 'node:dns';
 import * as net from 'node:net';
 import { type ConnectionState, connectionState, SockstateError, supported, type TcpInfo, tcpInfo, unsupportedReason } from '../index';
-import { type Endpoint, isReservedInvalid, parseEndpoint, parseInteger, parseOptions, UsageError } from './args';
+import { type Endpoint, isReservedInvalid, parseEndpoint, parseInteger, parseOptions, UsageError, wantsHelp } from './args';
 import { alignColumns, formatBytes, formatUs, jsonLine, type Paint, paintStatus, sparkline } from './format';
 
 /** Options of one `watch` run. */
@@ -37,17 +37,19 @@ const HISTORY = 40;
 /**
  * Parses the arguments after `watch`.
  *
- * @returns The options, or `'help'` when help was asked for.
+ * @returns The options, or `'help'` when `-h` or `--help` is among them
+ *   (whatever else is there: nothing is checked and nothing is contacted).
  * @throws UsageError for an unknown option, a bad value, a missing or
  *   malformed `host:port`, or more than one target.
  */
 export function parseWatchArgs(argv: readonly string[]): WatchOptions | 'help' {
+  if (wantsHelp(argv)) return 'help';
+  // help stays in the spec so that `--help=x` is told it takes no value.
   const { options, positionals } = parseOptions(
     argv,
     { interval: 'value', count: 'value', json: 'flag', stdin: 'flag', help: 'flag' },
     { h: 'help' },
   );
-  if (options.has('help')) return 'help';
   if (positionals.length === 0) throw new UsageError('watch needs a target: sockstate watch <host:port>');
   if (positionals.length > 1) throw new UsageError(`watch takes one target, got ${positionals.length}: ${positionals.join(' ')}`);
   const interval = options.get('interval');
