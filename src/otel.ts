@@ -54,7 +54,10 @@ const RECORD_CHUNK = 1000;
  * `sockstate.connection.status`, `sockstate.reuse.result`. The RTT
  * histogram gets one value per open connection per collection (and one at
  * close for a connection no collection saw), recorded during the batch
- * callback.
+ * callback. With several readers on one provider, each reader's collection
+ * makes its sweep, and every reader receives every recorded value once: a
+ * reader's histogram counts one value per open connection per collection
+ * of any reader. Collections at the same time share one sweep.
  *
  * @param options - See {@link ObserveTcpMetricsOptions}.
  * @returns The tracker; its `stop()` removes the batch callback.

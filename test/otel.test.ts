@@ -7,7 +7,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
 import { publishReuseCheck } from '../src/channel';
-import { observeTcpMetrics } from '../src/otel';
+import { observeTcpMetrics, type TcpMetricsTracker } from '../src/otel';
 import { caught } from './helpers/errors';
 import { withoutPeer } from './helpers/metrics-peer';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';
@@ -17,28 +17,62 @@ const { cleanups } = perTestCleanup();
 type Point = { attributes: Record<string, unknown>; value: unknown };
 type Collected = Map<string, { unit: string; points: Point[] }>;
 
-function setup(): { reader: PeriodicExportingMetricReader; provider: MeterProvider; collect(): Promise<Collected> } {
+function newReader(): PeriodicExportingMetricReader {
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
   // Collected on demand only: the interval is never reached in a test.
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+  return new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+}
+
+async function collectFrom(reader: PeriodicExportingMetricReader): Promise<Collected> {
+  const { resourceMetrics, errors } = await reader.collect();
+  expect(errors).toEqual([]);
+  const out: Collected = new Map();
+  for (const scope of resourceMetrics.scopeMetrics) {
+    for (const metric of scope.metrics) {
+      out.set(metric.descriptor.name, { unit: metric.descriptor.unit, points: metric.dataPoints as Point[] });
+    }
+  }
+  return out;
+}
+
+function setup(): { reader: PeriodicExportingMetricReader; provider: MeterProvider; collect(): Promise<Collected> } {
+  const reader = newReader();
   const provider = new MeterProvider({ readers: [reader] });
   cleanups.push(() => void provider.shutdown());
-  return {
-    reader,
-    provider,
-    async collect() {
-      const { resourceMetrics, errors } = await reader.collect();
-      expect(errors).toEqual([]);
-      const out: Collected = new Map();
-      for (const scope of resourceMetrics.scopeMetrics) {
-        for (const metric of scope.metrics) {
-          out.set(metric.descriptor.name, { unit: metric.descriptor.unit, points: metric.dataPoints as Point[] });
-        }
-      }
-      return out;
-    },
-  };
+  return { reader, provider, collect: () => collectFrom(reader) };
 }
+
+/** A server whose accepted connections `trackers` track, and `n` open clients. */
+async function openConnections(n: number, ...trackers: TcpMetricsTracker[]): Promise<void> {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    accepted.push(s);
+  });
+  for (const tracker of trackers) tracker.track(server, { scope: 'api' });
+  const port = await listen(server);
+  const clients: net.Socket[] = [];
+  cleanups.push(() => {
+    clients.forEach((c) => c.destroy());
+    accepted.forEach((s) => s.destroy());
+    server.close();
+  });
+  for (let i = 0; i < n; i += 200) {
+    const batch = Array.from({ length: Math.min(200, n - i) }, () => {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('error', () => {});
+      clients.push(c);
+      return new Promise((resolve) => c.once('connect', resolve));
+    });
+    await Promise.all(batch);
+  }
+  await waitFor(() => trackers.every((t) => t.size === n), 10_000, `${n} tracked`);
+}
+
+const API = { 'sockstate.role': 'server', 'sockstate.scope': 'api' };
+const rttCount = (collected: Collected): number => (pointValue(collected, 'sockstate.tcp.rtt', API) as { count: number }).count;
+const openCount = (collected: Collected): unknown =>
+  pointValue(collected, 'sockstate.connection.count', { ...API, 'sockstate.connection.status': 'open' });
 
 function pointValue(collected: Collected, name: string, attributes: Record<string, string>): unknown {
   const points = (collected.get(name)?.points ?? []).filter((p) =>
@@ -111,6 +145,53 @@ describe('sockstate/otel', () => {
     expect(pointValue(second, 'sockstate.tcp.io', { ...attrs, 'network.io.direction': 'receive' })).toBe(300);
     expect((pointValue(second, 'sockstate.tcp.rtt', attrs) as { count: number }).count).toBe(5);
     expect(tracker.sweeps).toBe(2);
+  });
+
+  // Each collection, by any reader, makes one sweep and records one RTT per
+  // open connection into the histogram; the SDK hands every recorded value
+  // to every reader of the provider exactly once. 1,200 connections: more
+  // than one turn of recording (1,000 values), so a collection that
+  // returned while another was still recording would miss values.
+  it('two readers of one MeterProvider each receive every RTT value once, whichever collection recorded it', async () => {
+    const a = newReader();
+    const b = newReader();
+    const provider = new MeterProvider({ readers: [a, b] });
+    cleanups.push(() => void provider.shutdown());
+    const tracker = observeTcpMetrics({ meterProvider: provider });
+    cleanups.push(() => tracker.stop());
+    const n = 1200;
+    await openConnections(n, tracker);
+
+    const first = await collectFrom(a);
+    const second = await collectFrom(b);
+    const third = await collectFrom(a);
+    expect([rttCount(first), rttCount(second), rttCount(third)]).toEqual([n, 2 * n, 3 * n]);
+    expect(tracker.sweeps).toBe(3);
+    // At once: both collections share one sweep and both return with all of it.
+    const [fromA, fromB] = await Promise.all([collectFrom(a), collectFrom(b)]);
+    expect(tracker.sweeps).toBe(4);
+    expect([rttCount(fromA), rttCount(fromB)]).toEqual([4 * n, 4 * n]);
+    expect([openCount(fromA), openCount(fromB)]).toEqual([n, n]);
+    // Nothing left over for a later collection.
+    expect(rttCount(await collectFrom(b))).toBe(5 * n);
+  }, 30_000);
+
+  it('two MeterProviders with a tracker each count their own collections only', async () => {
+    const one = setup();
+    const two = setup();
+    const first = observeTcpMetrics({ meterProvider: one.provider });
+    const second = observeTcpMetrics({ meterProvider: two.provider });
+    cleanups.push(() => first.stop(), () => second.stop());
+    const n = 3;
+    await openConnections(n, first, second);
+
+    const counts = [];
+    counts.push(rttCount(await one.collect()), rttCount(await two.collect()), rttCount(await one.collect()));
+    const [fromOne, fromTwo] = await Promise.all([one.collect(), two.collect()]);
+    counts.push(rttCount(fromOne), rttCount(fromTwo));
+    expect(counts).toEqual([n, n, 2 * n, 3 * n, 2 * n]);
+    expect([first.sweeps, second.sweeps]).toEqual([3, 2]);
+    expect([openCount(fromOne), openCount(fromTwo)]).toEqual([n, n]);
   });
 
   it('counts reuse checks of a tracked guard', async () => {

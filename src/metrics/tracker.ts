@@ -131,6 +131,8 @@ function closeListener(this: net.Socket): void {
   for (const tracker of trackersOf.get(this) ?? []) tracker.forget(this);
 }
 
+function noop(): void {}
+
 /** 1 per kernel state number named in `wanted`. */
 function stateSet(names: readonly (string | undefined)[], wanted: readonly string[]): Uint8Array {
   const set = new Uint8Array(Math.max(names.length, 16));
@@ -215,6 +217,7 @@ export class TcpTracker {
   private rttLog: Float64Array | null = null;
   private rttLogGroups = new Int32Array(0);
   private rttLogLength = 0;
+  private taking: Promise<void> | null = null;
   /** RTT observations left out of the log because it was full (see {@link logRtts}). */
   rttLogDropped = 0;
   /** Sweeps made. */
@@ -264,9 +267,23 @@ export class TcpTracker {
 
   /**
    * Hands `fn` the RTT observations logged since the last call, then forgets
-   * them. Yields to the event loop every `chunk` values.
+   * them. Yields to the event loop every `chunk` values. A call made while
+   * another one is handing values out resolves only after it, then takes
+   * what was logged since: collections by several readers at once all
+   * return with every value recorded.
    */
   async takeRttLog(fn: (group: number, seconds: number) => void, chunk: number): Promise<void> {
+    while (this.taking !== null) await this.taking.then(noop, noop);
+    const taking = this.drainRttLog(fn, chunk);
+    this.taking = taking;
+    try {
+      await taking;
+    } finally {
+      if (this.taking === taking) this.taking = null;
+    }
+  }
+
+  private async drainRttLog(fn: (group: number, seconds: number) => void, chunk: number): Promise<void> {
     const log = this.rttLog;
     if (log === null) return;
     const n = this.rttLogLength;
