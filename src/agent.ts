@@ -11,6 +11,7 @@ import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck } from './channel';
 import { invalidArgType } from './errors';
 import { native, unsupported } from './native';
+import { markReplaySafe, provenUndelivered, releaseWatch, watchRequest } from './replay';
 import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 
@@ -143,6 +144,39 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
   if (queued === undefined || queued.length === 0) return;
   // Writable, so live until now.
   if (!keepOrDestroy(agent, socket, guard.policy)) guard.staleSocketsDestroyed += 1;
+  // Node's handler gives the socket to this request without reuseSocket().
+  else watchReused(socket, queued[0] as http.ClientRequest);
+}
+
+const kWatched = Symbol('sockstate.agent.watched');
+
+/**
+ * A reused socket is given to a request right after the guard's check and
+ * before the request is written: through Node's reuseSocket(socket, req)
+ * from addRequest(), and at the queued hand-off straight from Node's
+ * 'free' handler. The connection's byte
+ * counts are taken there; if the request then fails before any of a
+ * response arrived and the kernel proves the server never received it, its
+ * 'error' is marked for isReplaySafe(). ClientRequest creates some of its
+ * errors itself ('socket hang up'), so the mark is set as 'error' is
+ * emitted.
+ */
+function watchReused(socket: unknown, req: http.ClientRequest): void {
+  if (!(socket instanceof net.Socket) || (req as { [kWatched]?: true })[kWatched] === true) return;
+  (req as { [kWatched]?: true })[kWatched] = true;
+  let watch;
+  try {
+    watch = watchRequest(socket);
+  } catch {
+    return;
+  }
+  if (watch === null) return;
+  const emit = req.emit;
+  req.emit = function (this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'response') releaseWatch(watch);
+    else if (event === 'error' && provenUndelivered(watch)) markReplaySafe(args[0]);
+    return emit.call(this, event, ...args);
+  } as typeof req.emit;
 }
 
 // Node's Agent reads only own options too ({ __proto__: null, ...options }).
@@ -408,6 +442,12 @@ export class Agent extends http.Agent {
   override getName(options?: http.ClientRequestArgs): string {
     return guardedName(this, super.getName(options));
   }
+
+  /** Node's hook as a pooled socket is given to a request; the request is watched for a replay-safe failure. @internal */
+  override reuseSocket(socket: net.Socket, request: http.ClientRequest): void {
+    super.reuseSocket(socket, request);
+    watchReused(socket, request);
+  }
 }
 
 /**
@@ -468,5 +508,11 @@ export class HttpsAgent extends https.Agent {
   /** Node's hook for a pool's key; where addRequest() asks, stale free sockets of that pool are evicted first. @internal */
   override getName(options?: https.RequestOptions): string {
     return guardedName(this, super.getName(options));
+  }
+
+  /** Node's hook as a pooled socket is given to a request; the request is watched for a replay-safe failure. @internal */
+  override reuseSocket(socket: net.Socket, request: http.ClientRequest): void {
+    super.reuseSocket(socket, request);
+    watchReused(socket, request);
   }
 }

@@ -52,3 +52,28 @@ export function publishConnection(owner: object, socket: object): void {
     connectionChannel.publish({ owner, socket } satisfies ConnectionMessage);
   }
 }
+
+/** The name of the channel on which guards announce each request they send again: `'sockstate:replay'`. */
+export const REPLAY_CHANNEL = 'sockstate:replay';
+
+/** What a guard publishes when it sends a request again. */
+export interface ReplayMessage {
+  /** The dispatcher that sends it again. */
+  readonly owner: object;
+  /** The request's origin, as given to `dispatch()`. */
+  readonly origin: string;
+  /** The request's method. */
+  readonly method: string;
+  /** The request's path. */
+  readonly path: string;
+}
+
+/** The channel itself, for subscribers. */
+export const replayChannel: diagnostics.Channel = diagnostics.channel(REPLAY_CHANNEL);
+
+/** Publishes one replay when anybody subscribes. */
+export function publishReplay(owner: object, origin: string, method: string, path: string): void {
+  if (replayChannel.hasSubscribers) {
+    replayChannel.publish({ owner, origin, method, path } satisfies ReplayMessage);
+  }
+}

@@ -15,8 +15,9 @@ import type { TcpInfo } from './tcp-info';
 
 export { Agent, HttpsAgent } from './agent';
 export type { AgentOptions, AgentReuseOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
-export { CONNECTION_CHANNEL, REUSE_CHECK_CHANNEL } from './channel';
-export type { ConnectionMessage, ReuseCheckMessage } from './channel';
+export { CONNECTION_CHANNEL, REPLAY_CHANNEL, REUSE_CHECK_CHANNEL } from './channel';
+export type { ConnectionMessage, ReplayMessage, ReuseCheckMessage } from './channel';
+export { isReplaySafe } from './replay';
 export { SockstateError } from './errors';
 export { probeMany } from './probe-many';
 export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';

@@ -6,11 +6,13 @@
  * undici is an optional peer dependency (`>=6 <9`). Requiring this module
  * loads nothing; the first `new Agent()` (or `Pool`, `Client`) loads
  * `undici`, or throws `ERR_SOCKSTATE_PEER_MISSING` when it is not
- * installed.
+ * installed and `ERR_SOCKSTATE_PEER_UNSUPPORTED` when it cannot run here.
+ * Loading undici leaves the global dispatcher as it was.
  *
  * @packageDocumentation
  */
 import type * as undici from 'undici';
+import { codedError } from './errors';
 import { requirePeer } from './peer';
 import type { ReuseOptions } from './reuse';
 import { type GuardedUndici, guardUndici, type UndiciModule } from './undici/guard';
@@ -25,6 +27,18 @@ export interface GuardOptions {
    * `poll(2)`.
    */
   readonly reuse?: ReuseOptions;
+  /**
+   * Whether a request that failed because its reused connection died is
+   * sent again, once, on a new connection, when the kernel proves the
+   * server never received it (see `isReplaySafe()`): whatever its method,
+   * when its body can be sent again (none, a string, a `Buffer`, a
+   * `Uint8Array` or `ArrayBuffer`, or an async iterable such as every
+   * `fetch()` body, kept up to 64 KiB and read to its end). Default `true`:
+   * it is safe by construction. With `false`, or for a body that cannot be
+   * sent again, the error reaches the caller and `isReplaySafe(err)` is
+   * true.
+   */
+  readonly replay?: boolean;
 }
 
 /** {@link Agent} options: `undici.Agent.Options` without `factory`, plus {@link GuardOptions}. */
@@ -44,6 +58,14 @@ export interface Guarded {
    * request went out on a fresh connection instead.
    */
   readonly staleSocketsDestroyed: number;
+  /**
+   * Requests sent again, once each, on a new connection, because their
+   * reused connection died and the kernel proved the server never received
+   * them (see {@link GuardOptions.replay}), since this dispatcher was
+   * created. Each one is also published on the `'sockstate:replay'`
+   * diagnostics channel.
+   */
+  readonly replayedRequests: number;
 }
 
 /** A guarded `undici.Agent`; see {@link Agent}. */
@@ -61,7 +83,8 @@ export interface AgentConstructor {
    *   `ERR_OUT_OF_RANGE` for bad `options` or `options.reuse`;
    *   `ERR_INVALID_ARG_VALUE` for `options.factory`.
    * @throws SockstateError `ERR_SOCKSTATE_PEER_MISSING` when undici is not
-   *   installed.
+   *   installed; `ERR_SOCKSTATE_PEER_UNSUPPORTED` when the installed undici
+   *   is outside `>=6 <9` or cannot run on this Node (undici 8 on Node 20).
    */
   new (options?: AgentOptions): Agent;
   readonly prototype: Agent;
@@ -90,8 +113,68 @@ export interface ClientConstructor {
 let loaded: GuardedUndici | null = null;
 
 function guarded(): GuardedUndici {
-  loaded ??= guardUndici(requirePeer<UndiciModule>('undici', 'sockstate/undici'));
+  loaded ??= guardUndici(loadUndici());
   return loaded;
+}
+
+// Where undici keeps the global dispatcher (undici 6 reads the first, 7
+// and 8 both, Node's bundled fetch the same).
+const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')];
+
+/**
+ * `require('undici')`, refused with `ERR_SOCKSTATE_PEER_UNSUPPORTED` when
+ * the installed undici cannot run on this Node (undici 8 needs Node
+ * 22.19: on Node 20 loading it throws inside undici) or is outside
+ * `>=6 <9`. Loading undici installs its own Agent as the global dispatcher
+ * when none is set, which Node's built-in fetch then follows; the global
+ * dispatcher is left as the user had it.
+ */
+function loadUndici(): UndiciModule {
+  let manifest: { version?: unknown; engines?: { node?: unknown } } | undefined;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    manifest = require('undici/package.json') as typeof manifest;
+  } catch {
+    // Not installed: requirePeer() below says so with its own code.
+  }
+  if (manifest !== undefined) checkUndici(manifest);
+  const before = GLOBAL_DISPATCHERS.map((key) => (globalThis as Record<symbol, unknown>)[key]);
+  const module = requirePeer<UndiciModule>('undici', 'sockstate/undici');
+  GLOBAL_DISPATCHERS.forEach((key, i) => {
+    // undici defines these non-configurable but writable: the value goes
+    // back, and a later load of any undici (Node's own included) sees none.
+    if ((globalThis as Record<symbol, unknown>)[key] !== before[i]) (globalThis as Record<symbol, unknown>)[key] = before[i];
+  });
+  return module;
+}
+
+function versionParts(version: string): number[] {
+  return version.split('.').map((part) => Number.parseInt(part, 10));
+}
+
+// a >= b for dotted versions.
+function atLeast(a: number[], b: number[]): boolean {
+  for (let i = 0; i < 3; i += 1) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
+
+function checkUndici(manifest: { version?: unknown; engines?: { node?: unknown } }): void {
+  const version = typeof manifest.version === 'string' ? manifest.version : '';
+  const major = versionParts(version)[0] ?? Number.NaN;
+  if (!(major >= 6 && major < 9)) {
+    throw codedError('ERR_SOCKSTATE_PEER_UNSUPPORTED', `sockstate/undici supports undici >=6 <9; the installed undici is ${version || 'of unknown version'}`);
+  }
+  const range = typeof manifest.engines?.node === 'string' ? /^>=\s*v?(\d+(?:\.\d+){0,2})$/.exec(manifest.engines.node.trim()) : null;
+  if (range !== null && !atLeast(versionParts(process.versions.node), versionParts(range[1]!))) {
+    throw codedError(
+      'ERR_SOCKSTATE_PEER_UNSUPPORTED',
+      `the installed undici ${version} needs Node ${manifest.engines!.node as string} and cannot load on Node ${process.versions.node}: install undici 7 (npm install undici@7) or upgrade Node`,
+    );
+  }
 }
 
 // A class that exists before undici is loaded: its first construction
@@ -113,7 +196,7 @@ function lazyClass(name: keyof GuardedUndici): new (...args: unknown[]) => objec
 
 /**
  * A drop-in `undici.Agent` (a `Dispatcher`): same constructor options,
- * plus `reuse`. Right before a request is written on a reused HTTP/1.1
+ * plus `reuse` and `replay`. Right before a request is written on a reused HTTP/1.1
  * keep-alive connection it checks that socket with the kernel
  * (`isReusable`); a stale socket is destroyed without an error, so undici
  * sends the request, which it has not written yet, on a fresh connection,
@@ -122,8 +205,15 @@ function lazyClass(name: keyof GuardedUndici): new (...args: unknown[]) => objec
  * Use it per request, `fetch(url, { dispatcher: agent })`, or for every
  * request with undici's `setGlobalDispatcher(new Agent())` (which Node's
  * built-in `fetch()` follows too). HTTP/2 connections are not checked.
- * A FIN still in flight cannot be seen locally: retry idempotent requests
- * (undici's retry interceptor).
+ *
+ * A FIN still in flight when the request leaves cannot be seen by any
+ * check. When the request then fails before any of a response arrived and
+ * the kernel proves the server never received it (its FIN arrived and
+ * acknowledged none of the request), the request is sent again, once, on
+ * a new connection, whatever its method, and counted in
+ * {@link Guarded.replayedRequests}; see {@link GuardOptions.replay}.
+ * Not to be confused with the `Agent` of `sockstate` itself, a node:http
+ * agent for `http.request()`: `fetch()` takes this one.
  */
 export const Agent: AgentConstructor = lazyClass('Agent') as unknown as AgentConstructor;
 

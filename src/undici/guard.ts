@@ -17,8 +17,10 @@
  */
 import * as net from 'node:net';
 import { publishConnection, publishReuseCheck, reuseCheckChannel } from '../channel';
-import { invalidArgType, invalidArgValue } from '../errors';
+import { codedError, invalidArgType, invalidArgValue } from '../errors';
+import { type RequestWatch, releaseWatch, watchRequest } from '../replay';
 import { checkReusableWith, isReusableWith, type ReusePolicy, reusePolicy } from '../reuse';
+import { isReplayHandler, type ReplayGuard, type ReplayTarget, wrapForReplay } from './replay';
 
 /** The parts of an undici module (6, 7 or 8) the guard builds on. */
 export interface UndiciModule {
@@ -30,16 +32,25 @@ export interface UndiciModule {
 }
 
 // What one guard reports to: the user-visible object that owns the
-// connections, its eviction counter, and the validated reuse rules.
-interface Guard {
+// connections, its eviction and replay counters, and the validated rules.
+interface Guard extends ReplayGuard {
   owner: object;
   destroyed: number;
   readonly policy: ReusePolicy | null;
 }
 
+// What a guarded Client keeps between its events: an eviction's
+// 'disconnect' is held back, and so is the 'connect' of the connection
+// that replaces it (see Client.emit).
+interface Eviction {
+  held: unknown[] | null;
+  skipConnect: boolean;
+}
+
 interface Dispatcher {
   dispatch(opts: object, handler: object): boolean;
   on(event: string, listener: () => void): unknown;
+  emit(event: string | symbol, ...args: unknown[]): boolean;
 }
 type Factory = (origin: string | URL, options: object) => object;
 
@@ -59,19 +70,28 @@ function optionsOf(options: unknown, name: string): Record<string, unknown> {
   return options as Record<string, unknown>;
 }
 
-// Splits off `reuse` (validated) and refuses a `factory`: a dispatcher the
-// caller creates could not be guarded, so accepting one would drop the
-// guard without a word.
-function takeGuardOptions(options: unknown, name: string): { rest: Record<string, unknown>; policy: ReusePolicy | null } {
+// Splits off `reuse` and `replay` (validated) and refuses a `factory`: a
+// dispatcher the caller creates could not be guarded, so accepting one
+// would drop the guard without a word.
+function takeGuardOptions(options: unknown, name: string): { rest: Record<string, unknown>; guard: Guard } {
   const given = optionsOf(options, name);
   const rest: Record<string, unknown> = { ...given };
   delete rest.reuse;
+  delete rest.replay;
   if (Object.hasOwn(given, 'factory') && given.factory !== undefined) {
     throw invalidArgValue(`${name}.factory`, 'is not supported: sockstate creates the pools and clients it guards');
   }
   delete rest.factory;
   const policy = reusePolicy(Object.hasOwn(given, 'reuse') ? given.reuse : undefined, `${name}.reuse`);
-  return { rest, policy };
+  const replay = Object.hasOwn(given, 'replay') ? given.replay : undefined;
+  if (replay !== undefined && typeof replay !== 'boolean') throw invalidArgType(`${name}.replay`, 'of type boolean', replay);
+  const guard: Guard = { owner: null as unknown as object, destroyed: 0, policy, replay: replay !== false, replayed: 0 };
+  return { rest, guard };
+}
+
+// A coded error for an undici whose internals the guard cannot find.
+function unsupportedUndici(what: string): Error {
+  return codedError('ERR_SOCKSTATE_PEER_UNSUPPORTED', `sockstate/undici: ${what}: this undici version is not supported (>=6 <9)`);
 }
 
 // The symbol-keyed getter `Symbol('size')` (requests queued plus in
@@ -82,7 +102,7 @@ function sizeSymbol(Client: UndiciModule['Client']): symbol {
       if (sym.description === 'size' && typeof Object.getOwnPropertyDescriptor(proto, sym)?.get === 'function') return sym;
     }
   }
-  throw new Error('undici Client without a size getter: this undici version is not supported (>=6 <9)');
+  throw unsupportedUndici('the Client has no size getter');
 }
 
 // The connection's socket: undici 6 to 8 keep it under `Symbol('socket')`
@@ -126,6 +146,16 @@ function checkBeforeWrite(guard: Guard, socket: net.Socket): boolean {
   return true;
 }
 
+// The byte counts for a request about to go out, or null when they cannot
+// be read: then the request is simply not replayable.
+function watchOf(socket: net.Socket): RequestWatch | null {
+  try {
+    return watchRequest(socket);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Builds (once per module) the guarded Agent, Pool and Client over the
  * given undici.
@@ -138,6 +168,7 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
 
   const kSize = sizeSymbol(undici.Client);
   let kSocket: symbol | undefined;
+  let warnedNoSocket = false;
   const wrapper = undici.Dispatcher1Wrapper;
 
   // undici 8 speaks only the v2 handler interface; Node's bundled fetch
@@ -160,6 +191,7 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
   const BaseAgent = undici.Agent as new (options?: object) => Dispatcher;
 
   const guards = new WeakMap<object, Guard>();
+  const evictions = new WeakMap<object, Eviction>();
 
   function newClient(origin: string | URL, options: object, guard: Guard): object {
     return Reflect.construct(Client, [origin, options, guard]) as object;
@@ -172,39 +204,99 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
       if (own === undefined) {
         const taken = takeGuardOptions(options, 'options');
         rest = taken.rest;
-        own = { owner: null as unknown as object, destroyed: 0, policy: taken.policy };
+        own = taken.guard;
       } else {
         rest = options ?? {};
       }
       super(origin, rest);
       if (own.owner === null) own.owner = this;
-      const g = own;
-      guards.set(this, g);
-      this.on('connect', () => {
-        kSocket ??= socketSymbol(this);
-        const socket = kSocket === undefined ? undefined : (this as unknown as Record<symbol, unknown>)[kSocket];
-        if (socket instanceof net.Socket) publishConnection(g.owner, socket);
-      });
+      guards.set(this, own);
+      evictions.set(this, { held: null, skipConnect: false });
+    }
+
+    // An eviction (or a replay on this Client) is no disconnect the pool
+    // should act on: undici would report it with an error, and undici 7's
+    // Agent, counting connections by these events, would drop the Pool
+    // that holds the re-queued request, so that its replacement connection
+    // were thrown away after one request, and that Pool's late disconnect
+    // would then be counted against the next one. The dead connection's
+    // 'disconnect' and its replacement's 'connect' are both held back;
+    // should the replacement fail, the held 'disconnect' goes out before
+    // the 'connectionError'.
+    override emit(event: string | symbol, ...args: unknown[]): boolean {
+      const eviction = evictions.get(this);
+      if (eviction !== undefined) {
+        if (event === 'disconnect' && eviction.held === null && eviction.skipConnect) {
+          eviction.held = args;
+          return true;
+        }
+        if (event === 'connect') {
+          this.announce();
+          if (eviction.skipConnect) {
+            eviction.skipConnect = false;
+            eviction.held = null;
+            return true;
+          }
+        } else if (event === 'connectionError' && eviction.skipConnect) {
+          eviction.skipConnect = false;
+          const held = eviction.held;
+          eviction.held = null;
+          if (held !== null) super.emit('disconnect', ...held);
+        }
+      }
+      return super.emit(event, ...args);
+    }
+
+    // Each connection goes out on the connection channel, and the first
+    // one tells whether this undici keeps the socket where the guard looks.
+    private announce(): void {
+      kSocket ??= socketSymbol(this);
+      const socket = kSocket === undefined ? undefined : (this as unknown as Record<symbol, unknown>)[kSocket];
+      if (socket instanceof net.Socket) {
+        publishConnection(guards.get(this)!.owner, socket);
+      } else if (!warnedNoSocket) {
+        warnedNoSocket = true;
+        process.emitWarning(unsupportedUndici('the Client keeps no socket under Symbol(socket), so no connection is checked'));
+      }
     }
 
     override dispatch(opts: object, handler: object): boolean {
+      let o = opts;
+      let h = handler;
+      if (bridge !== null) [o, h] = bridge(o, h);
       if (kSocket !== undefined && (this as unknown as Record<symbol, number>)[kSize] === 0) {
         const socket = (this as unknown as Record<symbol, unknown>)[kSocket];
         // HTTP/2 is left alone: one session carries many streams, the
         // peer sends SETTINGS and PINGs on its own, so unread bytes do not
         // mean stale, and undici's h2 client handles GOAWAY itself.
         if (socket instanceof net.Socket && !socket.destroyed && (socket as { alpnProtocol?: unknown }).alpnProtocol !== 'h2') {
-          checkBeforeWrite(guards.get(this)!, socket);
+          const guard = guards.get(this)!;
+          // The byte counts are read before the check: a FIN that lands
+          // between the two is then seen by the check, not missed by both.
+          // A connection that carried no request yet behaves as before.
+          const watch = socket.bytesWritten > 0 && !isReplayHandler(h) ? watchOf(socket) : null;
+          if (checkBeforeWrite(guard, socket)) {
+            evictions.get(this)!.skipConnect = true;
+            if (watch !== null) releaseWatch(watch);
+          } else if (watch !== null) {
+            const eviction = evictions.get(this)!;
+            [o, h] = wrapForReplay(o, h, watch, this as unknown as ReplayTarget, guard.owner as ReplayTarget, guard, () => {
+              eviction.skipConnect = true;
+            });
+          }
         }
       }
-      if (bridge === null) return super.dispatch(opts, handler);
-      const [o, h] = bridge(opts, handler);
       return super.dispatch(o, h);
     }
 
     /** Keep-alive sockets found stale and destroyed before a request was written on them. */
     get staleSocketsDestroyed(): number {
       return guards.get(this)!.destroyed;
+    }
+
+    /** Requests sent again because the kernel proved the server never received them. */
+    get replayedRequests(): number {
+      return guards.get(this)!.replayed;
     }
   }
 
@@ -215,7 +307,7 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
       if (own === undefined) {
         const taken = takeGuardOptions(options, 'options');
         rest = taken.rest;
-        own = { owner: null as unknown as object, destroyed: 0, policy: taken.policy };
+        own = taken.guard;
       } else {
         rest = { ...(options as Record<string, unknown>) };
       }
@@ -236,12 +328,16 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
     get staleSocketsDestroyed(): number {
       return guards.get(this)!.destroyed;
     }
+
+    /** Requests sent again because the kernel proved the server never received them. */
+    get replayedRequests(): number {
+      return guards.get(this)!.replayed;
+    }
   }
 
   class Agent extends BaseAgent {
     constructor(options?: object) {
-      const { rest, policy } = takeGuardOptions(options, 'options');
-      const g: Guard = { owner: null as unknown as object, destroyed: 0, policy };
+      const { rest, guard: g } = takeGuardOptions(options, 'options');
       // undici's defaultFactory: a single Client for `connections: 1`.
       const factory: Factory = (origin, opts) =>
         (opts as { connections?: unknown }).connections === 1
@@ -261,6 +357,11 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
     /** Keep-alive sockets found stale and destroyed before a request was written on them. */
     get staleSocketsDestroyed(): number {
       return guards.get(this)!.destroyed;
+    }
+
+    /** Requests sent again because the kernel proved the server never received them. */
+    get replayedRequests(): number {
+      return guards.get(this)!.replayed;
     }
   }
 
