@@ -35,6 +35,7 @@ interface Server {
   readonly socketPath: string | null;
   readonly child: ChildProcess;
   counts(): Promise<Record<string, number>>;
+  connections(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -59,6 +60,10 @@ async function startServer(options: { tls?: { key: Buffer; cert: Buffer }; unix?
     async counts() {
       child.stdin!.write('counts\n');
       return JSON.parse((await lines.next()).value as string) as Record<string, number>;
+    },
+    async connections() {
+      child.stdin!.write('connections\n');
+      return JSON.parse((await lines.next()).value as string) as number;
     },
     async stop() {
       child.stdin!.end();
@@ -208,6 +213,37 @@ describe.each(majors)('$pkg: POSTs raced by the server closing first', ({ pkg, r
       }
     });
   }
+});
+
+describe('an eviction replaces the connection in place', () => {
+  it.each(majors.filter((m) => m.runs))('$pkg: 7 requests with one eviction take 2 connections, and no disconnect is reported', async ({ pkg }) => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const guarded = guardUndici(require(pkg) as UndiciModule);
+    const server = await startServer();
+    const agent = new guarded.Agent() as unknown as Dispatcher & { on(e: string, f: (...a: unknown[]) => void): void; staleSocketsDestroyed: number };
+    const disconnects: unknown[] = [];
+    agent.on('disconnect', (_origin, _targets, err) => disconnects.push(err));
+    const sockets: net.Socket[] = [];
+    const onConnection = (m: unknown): void => {
+      sockets.push((m as ConnectionMessage).socket as net.Socket);
+    };
+    diagnostics.subscribe(CONNECTION_CHANNEL, onConnection);
+    try {
+      await post(agent, server, ids('e', 3));
+      expect(sockets).toHaveLength(1);
+      // The server closes the idle connection, and its FIN is here before
+      // the next request is dispatched: the guard evicts the socket.
+      closeFirst(server, sockets[0]!);
+      await post(agent, server, ids('f', 4));
+      expect(agent.staleSocketsDestroyed).toBe(1);
+      expect(await server.connections()).toBe(2);
+      expect(disconnects).toEqual([]);
+    } finally {
+      diagnostics.unsubscribe(CONNECTION_CHANNEL, onConnection);
+      await agent.close();
+      await server.stop();
+    }
+  });
 });
 
 describe('fetch() through a guarded Agent', () => {

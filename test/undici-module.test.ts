@@ -20,6 +20,8 @@ import { listen, spawnFixture } from './helpers/sockets';
 
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
+const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number) as [number, number];
+const undici8Loads = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19);
 
 async function node(script: string, cwd = root): Promise<string> {
   const env = { ...process.env };
@@ -54,22 +56,77 @@ describe('examples/fetch-retry.js', () => {
 });
 
 describe('sockstate/undici', () => {
-  it('requiring it loads no undici and leaves the global dispatcher unset; the first Agent loads undici, which installs its own stock Agent', async () => {
+  it('requiring it loads no undici, and the first Agent loads undici but leaves the global dispatcher as the user had it', async () => {
     const out = await node(`
       const s1 = Symbol.for('undici.globalDispatcher.1');
+      const s2 = Symbol.for('undici.globalDispatcher.2');
       const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/undici/'));
       const { Agent } = require('sockstate/undici');
-      const before = [loaded(), typeof globalThis[s1]];
+      const before = [loaded(), typeof globalThis[s1], typeof globalThis[s2]];
       const agent = new Agent();
       const undici = require('undici');
-      const installed = globalThis[s1];
-      console.log(JSON.stringify({
-        before,
-        after: [loaded(), installed instanceof undici.Agent, installed === agent],
-        ours: agent instanceof Agent && agent instanceof undici.Agent,
-      }));
+      const after = [loaded(), typeof globalThis[s1], typeof globalThis[s2], typeof undici.getGlobalDispatcher()];
+      // A global dispatcher the user sets is the one fetch() and undici use.
+      undici.setGlobalDispatcher(agent);
+      const set = [globalThis[s1] === agent, undici.getGlobalDispatcher() === agent];
+      console.log(JSON.stringify({ before, after, set, ours: agent instanceof Agent && agent instanceof undici.Agent }));
     `);
-    expect(JSON.parse(out)).toEqual({ before: [false, 'undefined'], after: [true, true, false], ours: true });
+    // undici 7's getGlobalDispatcher() reads the legacy symbol: undefined
+    // until somebody sets one, as before undici was loaded.
+    expect(JSON.parse(out)).toEqual({
+      before: [false, 'undefined', 'undefined'],
+      after: [true, 'undefined', 'undefined', 'undefined'],
+      set: [true, true],
+      ours: true,
+    });
+  });
+
+  it("a user's global dispatcher set before the first Agent is kept", async () => {
+    const out = await node(`
+      const undici = require('undici');
+      const mine = new undici.Agent();
+      undici.setGlobalDispatcher(mine);
+      const { Agent } = require('sockstate/undici');
+      new Agent();
+      console.log(JSON.stringify(undici.getGlobalDispatcher() === mine));
+    `);
+    expect(JSON.parse(out)).toBe(true);
+  });
+
+  it(`undici 8 on Node ${process.versions.node}: ${undici8Loads ? 'loads' : 'refused with ERR_SOCKSTATE_PEER_UNSUPPORTED, saying why'}`, async () => {
+    // A project whose undici is 8, with a copy of sockstate (no addon
+    // needed here) so that its require('undici') finds this project's copy.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-undici8-'));
+    try {
+      const pkg = path.join(dir, 'node_modules', 'sockstate');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.cpSync(path.join(root, 'lib'), path.join(pkg, 'lib'), { recursive: true });
+      fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'node-gyp-build'), path.join(dir, 'node_modules', 'node-gyp-build'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'undici8'), path.join(dir, 'node_modules', 'undici'));
+      const { stdout } = await run(
+        process.execPath,
+        [
+          '-e',
+          `const { Agent } = require('sockstate/undici');
+           try { new Agent(); console.log(JSON.stringify({ loaded: require('undici/package.json').version })); }
+           catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`,
+        ],
+        { cwd: dir },
+      );
+      const result = JSON.parse(stdout) as Record<string, string>;
+      if (undici8Loads) {
+        expect(result).toEqual({ loaded: '8.13.0' });
+      } else {
+        expect(result).toEqual({
+          name: 'SockstateError',
+          code: 'ERR_SOCKSTATE_PEER_UNSUPPORTED',
+          message: `the installed undici 8.13.0 needs Node >=22.19.0 and cannot load on Node ${process.versions.node}: install undici 7 (npm install undici@7) or upgrade Node`,
+        });
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("without undici installed: require works, the first Agent throws ERR_SOCKSTATE_PEER_MISSING, 'sockstate' is unaffected", async () => {
