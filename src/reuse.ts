@@ -6,23 +6,44 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { invalidArgType, outOfRange, systemError } from './errors';
+import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
 import { kernel, stateOfFd } from './kernel';
 import { native } from './native';
 import type { ConnectionState } from './state';
 import { type Target, targetFd } from './target';
 
 /**
+ * What bytes waiting unread on an idle connection mean, which depends on
+ * the protocol spoken over it.
+ *
+ * - `'goodbye'` (the default): the peer never speaks unasked except to say
+ *   why it is closing, as an HTTP/1.1 server (a 408 before its FIN) or a
+ *   MySQL server (an error packet before it closes). Unread bytes rule
+ *   reuse out (reason `dataPending`) even before the FIN arrives.
+ * - `'message'`: the peer sends messages unasked on healthy connections,
+ *   as PostgreSQL does (NotificationResponse after `LISTEN`,
+ *   NoticeResponse, ParameterStatus) and Redis does (pub/sub, RESP3
+ *   push). Unread bytes on an open connection, with no error pending and
+ *   the read side not closed, are for the owner to read: the connection is
+ *   reusable (reason `idle`, `state.unreadBytes` > 0). The server's real
+ *   goodbye still rules it out, since it comes with a FIN or a reset.
+ */
+export type UnreadData = 'goodbye' | 'message';
+
+/**
  * Why a connection is or is not reusable.
  *
- * - `idle`: an open connection with nothing pending; reusable.
+ * - `idle`: an open connection with nothing pending; reusable. Under
+ *   `unreadData: 'message'` bytes may be waiting for the owner to read
+ *   (`state.unreadBytes`).
  * - `dataPending`: bytes the owner has not read are waiting, in the kernel
  *   or in Node's buffer: the peer sent something nobody asked for (an HTTP
  *   408, a database's goodbye packet, a late TLS record). Reported whether
  *   or not the peer has also closed, since Linux hands out queued data
  *   before the end of stream or a reset, and those bytes usually say why
  *   the connection is going away. `state.status` tells whether it is still
- *   open.
+ *   open. Under `unreadData: 'message'` only once the connection is no
+ *   longer open: the bytes then came before its FIN or reset.
  * - `closed`: anything else that cannot carry a request: the peer closed
  *   or reset it, an error is pending, we ended or destroyed it, or it is
  *   not an established connection at all (still connecting, a listening
@@ -42,9 +63,14 @@ export type ReuseReason = 'idle' | 'dataPending' | 'closed' | 'stalled' | 'silen
 /**
  * Stricter reuse rules, for pools that can afford one `TCP_INFO` read per
  * checkout. Passing any options object (even `{}`) takes the full path and
- * rules out `stalled` connections; without options the check looks at
- * neither retransmissions nor silence and {@link isReusable} stays one
- * `poll(2)`.
+ * rules out `stalled` connections (unless `allowStalled`); without options
+ * the check looks at neither retransmissions nor silence and
+ * {@link isReusable} stays one `poll(2)`.
+ *
+ * `unreadData` changes what unread bytes mean ({@link UnreadData}); set in
+ * an options object, it comes with that object's other rules
+ * (`{ unreadData: 'message', allowStalled: true }` is the plain check under
+ * the `'message'` rule, one `poll(2)` again).
  *
  * Both rules apply to TCP connections answered by the kernel. An AF_UNIX
  * connection has no retransmissions and no network in between that could
@@ -69,6 +95,12 @@ export interface ReuseOptions {
    * reason `'stalled'`.
    */
   readonly allowStalled?: boolean;
+  /**
+   * What bytes waiting unread mean ({@link UnreadData}): `'goodbye'`
+   * (default, right for HTTP/1.1 and MySQL) or `'message'` (for protocols
+   * whose servers speak unasked, such as PostgreSQL and Redis).
+   */
+  readonly unreadData?: UnreadData;
 }
 
 /** Validated {@link ReuseOptions}. */
@@ -77,6 +109,8 @@ export interface ReusePolicy {
   readonly maxSilentMs: number | undefined;
   /** Whether `stalled` connections are reusable. */
   readonly allowStalled: boolean;
+  /** What bytes waiting unread mean. */
+  readonly unreadData: UnreadData;
 }
 
 const MAX_SILENT_MS = 0xffffffff;
@@ -84,19 +118,25 @@ const MAX_SILENT_MS = 0xffffffff;
 /**
  * Validates {@link ReuseOptions}, reading only the caller's own
  * properties, into a {@link ReusePolicy}; `null` for `undefined` (the
- * plain check). Guards call it once when they are set up.
+ * plain check) when `unreadData` is `'goodbye'`. Guards call it once when
+ * they are set up.
  *
  * @param options - The options, or undefined.
  * @param name - The argument's name for error messages (`'options'`,
  *   `'options.reuse'`).
+ * @param unreadData - What unread data means when `options` does not say:
+ *   an adapter's protocol. Without options and with `'message'`, the
+ *   policy is the plain check under that rule (as cheap: one `poll(2)`).
  * @throws TypeError `ERR_INVALID_ARG_TYPE` for options that are not an
- *   object, a `maxSilentMs` that is not a number or an `allowStalled`
- *   that is not a boolean.
+ *   object, a `maxSilentMs` that is not a number, an `allowStalled`
+ *   that is not a boolean or an `unreadData` that is not a string;
+ *   `ERR_INVALID_ARG_VALUE` for an `unreadData` other than `'goodbye'` or
+ *   `'message'`.
  * @throws RangeError `ERR_OUT_OF_RANGE` for a `maxSilentMs` that is not an
  *   integer from 0 to 4294967295.
  */
-export function reusePolicy(options: unknown, name: string): ReusePolicy | null {
-  if (options === undefined) return null;
+export function reusePolicy(options: unknown, name: string, unreadData: UnreadData = 'goodbye'): ReusePolicy | null {
+  if (options === undefined) return unreadData === 'goodbye' ? null : { maxSilentMs: undefined, allowStalled: true, unreadData };
   if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options);
   const own = (key: string): unknown => (Object.prototype.hasOwnProperty.call(options, key) ? (options as Record<string, unknown>)[key] : undefined);
   const maxSilentMs = own('maxSilentMs');
@@ -110,7 +150,21 @@ export function reusePolicy(options: unknown, name: string): ReusePolicy | null 
   if (allowStalled !== undefined && typeof allowStalled !== 'boolean') {
     throw invalidArgType(`${name}.allowStalled`, 'of type boolean', allowStalled);
   }
-  return { maxSilentMs, allowStalled: allowStalled === true };
+  const given = own('unreadData');
+  if (given !== undefined) {
+    if (typeof given !== 'string') throw invalidArgType(`${name}.unreadData`, 'of type string', given);
+    if (given !== 'goodbye' && given !== 'message') {
+      throw invalidArgValue(`${name}.unreadData`, `must be 'goodbye' or 'message'. Received ${JSON.stringify(given)}`);
+    }
+  }
+  return { maxSilentMs, allowStalled: allowStalled === true, unreadData: (given as UnreadData | undefined) ?? unreadData };
+}
+
+// A policy that adds no rule needing the kernel's clocks: its verdict is
+// the plain one under its unreadData, and a poll(2) can answer it.
+function plainRule(policy: ReusePolicy | null): UnreadData | null {
+  if (policy === null) return 'goodbye';
+  return policy.allowStalled && policy.maxSilentMs === undefined ? policy.unreadData : null;
 }
 
 /** The verdict of {@link checkReusable}. */
@@ -134,17 +188,25 @@ export interface ReuseVerdict {
 }
 
 const flags = native?.pollFlags;
-// Any of these in poll's revents rules reuse out: data or a FIN to read,
-// a pending error, or a hang-up.
-const NOT_IDLE = flags === undefined ? 0 : flags.POLLIN | flags.POLLRDHUP | flags.POLLERR | flags.POLLHUP;
+// Any of these in poll's revents rules reuse out: a FIN to read, a pending
+// error, or a hang-up; and under 'goodbye', data to read.
+const NOT_OPEN = flags === undefined ? 0 : flags.POLLRDHUP | flags.POLLERR | flags.POLLHUP;
+const NOT_IDLE = flags === undefined ? 0 : NOT_OPEN | flags.POLLIN;
 const POLLOUT = flags === undefined ? 0 : flags.POLLOUT;
 
 // Node's view: a socket it has ended, destroyed, not yet connected or seen
-// the end of, or that holds bytes Node already read, is not reusable
-// whatever the kernel says. This is what rules out FIN_WAIT after our own
-// end(), which poll() reports exactly like an idle connection (POLLOUT).
-function nodeAllows(socket: net.Socket): boolean {
-  return !socket.destroyed && !socket.connecting && socket.writable && socket.readable && socket.readableLength === 0;
+// the end of, or (under 'goodbye') that holds bytes Node already read, is
+// not reusable whatever the kernel says. This is what rules out FIN_WAIT
+// after our own end(), which poll() reports exactly like an idle
+// connection (POLLOUT).
+function nodeAllows(socket: net.Socket, unreadData: UnreadData): boolean {
+  return (
+    !socket.destroyed &&
+    !socket.connecting &&
+    socket.writable &&
+    socket.readable &&
+    (unreadData === 'message' || socket.readableLength === 0)
+  );
 }
 
 // The poll-only answer is valid for a TCP socket alone: poll(2) says POLLOUT
@@ -159,14 +221,14 @@ function tcpHandle(socket: net.Socket): boolean {
   return name === 'TLSWrap' && handle._parent?.constructor.name === 'TCP';
 }
 
-function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdict {
+function verdict(state: ConnectionState, socket: net.Socket | null, unreadData: UnreadData): ReuseVerdict {
   const nodeBuffered = socket === null ? 0 : socket.readableLength;
   if (
     state.status === 'open' &&
     !state.pendingError &&
     !state.readClosed &&
-    state.unreadBytes === 0 &&
-    (socket === null || nodeAllows(socket))
+    (unreadData === 'message' || state.unreadBytes === 0) &&
+    (socket === null || nodeAllows(socket, unreadData))
   ) {
     return { reusable: true, reason: 'idle', state };
   }
@@ -200,7 +262,8 @@ function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdic
  *
  * With `options` it takes the full path, one `TCP_INFO` read more, and
  * also rules out `stalled` and (with `maxSilentMs`) `silent` connections;
- * see {@link ReuseOptions}.
+ * see {@link ReuseOptions}. Under `unreadData: 'message'`, unread bytes
+ * (POLLIN, or Node's buffer) do not rule an open connection out.
  *
  * On a TLS socket, encrypted records waiting in the kernel count as unread
  * (see {@link checkReusable}).
@@ -218,7 +281,8 @@ function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdic
  *   plain one-`poll` check.
  * @returns True when the connection is idle and open.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` for any other argument type,
- *   or bad options (see {@link ReuseOptions}).
+ *   or bad options (see {@link ReuseOptions}); `ERR_INVALID_ARG_VALUE`
+ *   for an `unreadData` that is not `'goodbye'` or `'message'`.
  * @throws RangeError `ERR_OUT_OF_RANGE` for a number that cannot be an fd,
  *   or a `maxSilentMs` out of range.
  * @throws SockstateError a system error from `poll` (or, on the full path,
@@ -229,16 +293,22 @@ function verdict(state: ConnectionState, socket: net.Socket | null): ReuseVerdic
  */
 export function isReusable(target: Target, options?: ReuseOptions): boolean {
   const fd = targetFd(target, 'target');
-  const policy = reusePolicy(options, 'options');
-  if (policy !== null) return verdictOf(target, fd, policy).reusable;
+  return reusableOf(target, fd, reusePolicy(options, 'options'));
+}
+
+// isReusable's answer: one poll(2) on the fast path, for a policy that
+// adds no rule needing TCP_INFO.
+function reusableOf(target: Target, fd: number, policy: ReusePolicy | null): boolean {
+  const unreadData = plainRule(policy);
+  if (unreadData === null) return verdictOf(target, fd, policy).reusable;
   if (native !== null && fd >= 0 && target instanceof net.Socket && tcpHandle(target)) {
-    if (!nodeAllows(target)) return false;
+    if (!nodeAllows(target, unreadData)) return false;
     const revents = native.poll(fd);
     if (revents < 0) throw systemError(revents, 'poll');
-    if ((revents & NOT_IDLE) !== 0) return false;
+    if ((revents & (unreadData === 'message' ? NOT_OPEN : NOT_IDLE)) !== 0) return false;
     if ((revents & POLLOUT) !== 0) return true;
   }
-  return verdictOf(target, fd, null).reusable;
+  return verdictOf(target, fd, policy).reusable;
 }
 
 /**
@@ -247,11 +317,12 @@ export function isReusable(target: Target, options?: ReuseOptions): boolean {
  * something unexpected (`'dataPending'`: an HTTP 408, a database's goodbye
  * packet), and log or read what it said.
  *
- * Mapping: `idle` for an open connection with nothing pending; otherwise
- * `dataPending` whenever unread bytes wait (even if the peer also closed
- * or reset the connection: Linux delivers those bytes first);
- * otherwise `closed`. With `options`, an open connection that is
- * otherwise idle is `stalled` or `silent` by the rules of
+ * Mapping: `idle` for an open connection with nothing pending (under
+ * `unreadData: 'message'`, for an open connection whatever it holds
+ * unread); otherwise `dataPending` whenever unread bytes wait (even if
+ * the peer also closed or reset the connection: Linux delivers those
+ * bytes first); otherwise `closed`. With `options`, an open connection
+ * that is otherwise idle is `stalled` or `silent` by the rules of
  * {@link ReuseOptions}. See {@link ReuseReason}.
  *
  * TLS: the kernel's unread bytes on a `tls.TLSSocket` are encrypted
@@ -273,8 +344,8 @@ export function isReusable(target: Target, options?: ReuseOptions): boolean {
  * @param options - Stricter rules ({@link ReuseOptions}); omit for the
  *   plain check.
  * @returns A new {@link ReuseVerdict}.
- * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError `ERR_OUT_OF_RANGE`
- *   for a bad argument or bad options.
+ * @throws TypeError `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` /
+ *   RangeError `ERR_OUT_OF_RANGE` for a bad argument or bad options.
  * @throws SockstateError a system error for a raw fd the kernel rejects
  *   (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP`) or a socket object over something
  *   that is not a socket (`ENOTSOCK`); `ERR_SOCKSTATE_UNSUPPORTED` for a
@@ -300,18 +371,19 @@ export function checkReusableWith(target: Target, policy: ReusePolicy | null): R
  * For guards, which need the reason only when they evict.
  */
 export function reuseReasonWith(target: Target, policy: ReusePolicy | null): ReuseReason {
-  if (policy === null && isReusable(target)) return 'idle';
-  return checkReusableWith(target, policy).reason;
+  const fd = targetFd(target, 'target');
+  if (plainRule(policy) !== null && reusableOf(target, fd, policy)) return 'idle';
+  return verdictOf(target, fd, policy).reason;
 }
 
 /** {@link isReusable} with options already validated by {@link reusePolicy}. */
 export function isReusableWith(target: Target, policy: ReusePolicy | null): boolean {
-  return policy === null ? isReusable(target) : checkReusableWith(target, policy).reusable;
+  return reusableOf(target, targetFd(target, 'target'), policy);
 }
 
 function verdictOf(target: Target, fd: number, policy: ReusePolicy | null): ReuseVerdict {
   const state = stateOfFd(target, fd, 'checkReusable()');
-  const plain = verdict(state, target instanceof net.Socket ? target : null);
+  const plain = verdict(state, target instanceof net.Socket ? target : null, policy?.unreadData ?? 'goodbye');
   if (policy === null || !plain.reusable || state.source !== 'kernel' || state.tcpState === null) return plain;
   if (!policy.allowStalled && (state.stalled || state.unsentBytes > 0)) {
     return { reusable: false, reason: 'stalled', state };

@@ -240,6 +240,90 @@ describe('ReuseOptions', () => {
     }
   });
 
+  it('unreadData is validated: a string, \'goodbye\' or \'message\', from the caller\'s own properties', async () => {
+    const { client } = await pair();
+    for (const call of [isReusable, checkReusable] as ((t: net.Socket, o?: unknown) => unknown)[]) {
+      for (const bad of [1, true, null, {}]) {
+        const err = caught(() => call(client, { unreadData: bad }));
+        expect({ name: err.name, code: err.code }).toEqual({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+        expect(err.message).toContain('"options.unreadData"');
+      }
+      for (const bad of ['', 'Message', 'close']) {
+        const err = caught(() => call(client, { unreadData: bad }));
+        expect({ name: err.name, code: err.code }).toEqual({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+        expect(err.message).toContain("'options.unreadData'");
+      }
+    }
+    // Inherited is not the caller's own: the default applies.
+    expect(checkReusable(client, Object.create({ unreadData: 'nonsense' }))).toMatchObject({ reusable: true, reason: 'idle' });
+    const { client: chatty, peer } = await pair();
+    chatty.pause();
+    peer.write('x');
+    await waitFor(() => chatty.readableLength === 1, 5000, 'Node to buffer the byte');
+    expect(checkReusable(chatty, Object.create({ unreadData: 'message' }))).toMatchObject({ reusable: false, reason: 'dataPending' });
+  });
+
+  it("unreadData 'message': bytes on an open connection are the owner's to read, not a goodbye", async () => {
+    const { client, peer } = await pair();
+    client.pause();
+    peer.write('note');
+    const message = { unreadData: 'message' } as const;
+    if (supported) {
+      // Same tick: the bytes are in the kernel only.
+      expect(checkReusable(client, message)).toMatchObject({ reusable: true, reason: 'idle', state: { status: 'open', unreadBytes: 4 } });
+      expect(isReusable(client, message)).toBe(true);
+    }
+    await waitFor(() => client.readableLength === 4, 5000, 'Node to buffer the bytes');
+    // Read by Node, unread by the owner: still a message.
+    expect(checkReusable(client, message)).toMatchObject({ reusable: true, reason: 'idle', state: { status: 'open' } });
+    expect(isReusable(client, message)).toBe(true);
+    // The default, and 'goodbye' said explicitly, treat them as the peer's goodbye.
+    for (const options of [undefined, {}, { unreadData: 'goodbye' } as const]) {
+      expect(checkReusable(client, options)).toMatchObject({ reusable: false, reason: 'dataPending' });
+      expect(isReusable(client, options)).toBe(false);
+    }
+  });
+
+  it("unreadData 'message' still rules out a peer that closed or reset, with or without bytes in front, and our own end()", async () => {
+    const message = { unreadData: 'message' } as const;
+    // Bytes, then the FIN: the goodbye comes with its FIN.
+    const bye = await pair();
+    bye.client.pause();
+    bye.peer.write('FATAL');
+    bye.peer.destroy();
+    if (supported) {
+      expect(checkReusable(bye.client, message)).toMatchObject({ reusable: false, reason: 'dataPending', state: { status: 'peerClosed', readClosed: true } });
+      expect(isReusable(bye.client, message)).toBe(false);
+    }
+    bye.client.resume();
+    await once(bye.client, 'end');
+    expect(checkReusable(bye.client, message)).toMatchObject({ reusable: false, reason: 'closed' });
+    expect(isReusable(bye.client, message)).toBe(false);
+
+    // A reset.
+    const reset = await pair();
+    const errored = once(reset.client, 'error');
+    reset.peer.resetAndDestroy();
+    if (supported) {
+      const deadline = Date.now() + 5000;
+      while (checkReusable(reset.client).state.status !== 'reset') {
+        if (Date.now() > deadline) throw new Error('timed out waiting for the RST');
+      }
+      expect(checkReusable(reset.client, message)).toMatchObject({ reusable: false, reason: 'closed', state: { pendingError: true } });
+      expect(isReusable(reset.client, message)).toBe(false);
+    }
+    await errored;
+    expect(isReusable(reset.client, message)).toBe(false);
+
+    // Our own end(), with bytes waiting.
+    const ended = await pair();
+    ended.client.pause();
+    ended.peer.write('x');
+    ended.client.end();
+    expect(checkReusable(ended.client, message)).toMatchObject({ reusable: false });
+    expect(isReusable(ended.client, message)).toBe(false);
+  });
+
   it('do not change the verdict on a closed connection or a raw fd error', async () => {
     const { client, peer } = await pair();
     peer.destroy();

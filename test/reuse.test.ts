@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tty from 'node:tty';
 import { connectionState, setKeepAlive, tcpInfo } from '../src/index';
 import { native } from '../src/native';
-import { checkReusable, isReusable, type ReuseOptions } from '../src/reuse';
+import { checkReusable, isReusable, isReusableWith, type ReuseOptions, reusePolicy, reuseReasonWith } from '../src/reuse';
 import { createNetns, isRoot, type Netns, type NetnsServer } from './helpers/netns';
 import { busyWait, perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 
@@ -69,6 +69,41 @@ describe.runIf(native !== null)('what poll(2) says, and why Node\'s flags are ne
     const v = checkReusable(client);
     expect(v).toMatchObject({ reusable: true, reason: 'idle', state: { status: 'open', tcpState: 'ESTABLISHED' } });
     expect(isReusable(client)).toBe(true);
+  });
+
+  it('costs: one poll(2) for isReusable without options, and for a plain policy under either unreadData rule', async () => {
+    const calls = { poll: 0, probe: 0, tcpInfo: 0 };
+    const binding = native! as unknown as Record<'poll' | 'probe' | 'tcpInfo', (...args: unknown[]) => number>;
+    const originals = { poll: binding.poll, probe: binding.probe, tcpInfo: binding.tcpInfo };
+    for (const name of ['poll', 'probe', 'tcpInfo'] as const) {
+      binding[name] = (...args: unknown[]) => {
+        calls[name] += 1;
+        return originals[name].apply(native, args);
+      };
+    }
+    const counted = (fn: () => unknown): { result: unknown; poll: number; probe: number; tcpInfo: number } => {
+      calls.poll = calls.probe = calls.tcpInfo = 0;
+      const result = fn();
+      return { result, ...calls };
+    };
+    try {
+      const idle = await pair();
+      const chatty = await pair();
+      chatty.client.pause();
+      chatty.peer.write('note');
+      spinUntil(() => (native!.poll(fdOf(chatty.client)) & POLLIN) !== 0, 'the bytes');
+      const message = reusePolicy(undefined, 'options', 'message');
+      expect(counted(() => isReusable(idle.client))).toEqual({ result: true, poll: 1, probe: 0, tcpInfo: 0 });
+      expect(counted(() => reuseReasonWith(idle.client, null))).toEqual({ result: 'idle', poll: 1, probe: 0, tcpInfo: 0 });
+      expect(counted(() => reuseReasonWith(idle.client, message))).toEqual({ result: 'idle', poll: 1, probe: 0, tcpInfo: 0 });
+      expect(counted(() => reuseReasonWith(chatty.client, message))).toEqual({ result: 'idle', poll: 1, probe: 0, tcpInfo: 0 });
+      expect(counted(() => isReusableWith(chatty.client, message))).toEqual({ result: true, poll: 1, probe: 0, tcpInfo: 0 });
+      // Not reusable: the probe that names the reason follows.
+      expect(counted(() => isReusable(chatty.client))).toEqual({ result: false, poll: 1, probe: 0, tcpInfo: 0 });
+      expect(counted(() => reuseReasonWith(chatty.client, null))).toMatchObject({ result: 'dataPending', poll: 1, probe: 1 });
+    } finally {
+      Object.assign(binding, originals);
+    }
   });
 
   it('raw fds take the full probe, with its errors', async () => {
@@ -166,6 +201,28 @@ describe.runIf(native !== null)('TLS: unread records are not a dead peer', () =>
     await waitFor(() => socket.readableLength > 0, 5000, 'Node to decrypt it');
     expect(checkReusable(socket)).toMatchObject({ reusable: false, reason: 'dataPending' });
     expect(isReusable(socket)).toBe(false);
+  });
+
+  it("under unreadData 'message', a record on an open connection is the owner's to read, encrypted or decrypted", async () => {
+    const socket = await settled();
+    socket.pause();
+    child.stdin!.write('write\n');
+    spinUntil(() => connectionState(socket).unreadBytes > 0, 'the record');
+    const message = { unreadData: 'message' } as const;
+    expect(checkReusable(socket, message)).toMatchObject({ reusable: true, reason: 'idle', state: { status: 'open' } });
+    expect(isReusable(socket, message)).toBe(true);
+    await waitFor(() => socket.readableLength > 0, 5000, 'Node to decrypt it');
+    expect(checkReusable(socket, message)).toMatchObject({ reusable: true, reason: 'idle' });
+    expect(isReusable(socket, message)).toBe(true);
+  });
+
+  it("under unreadData 'message', close_notify in front of the FIN is still a closed connection", async () => {
+    const socket = await settled();
+    child.stdin!.write('end\n');
+    spinUntil(() => connectionState(socket).readClosed, 'the FIN');
+    const message = { unreadData: 'message' } as const;
+    expect(checkReusable(socket, message)).toMatchObject({ reusable: false, reason: 'closed', state: { status: 'peerClosed' } });
+    expect(isReusable(socket, message)).toBe(false);
   });
 
   it('close_notify in front of the FIN is a closed connection, not dataPending', async () => {
