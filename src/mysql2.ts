@@ -162,12 +162,12 @@ function install(pool: CorePool, guard: PoolGuard): void {
 /**
  * Guards a mysql2 pool's checkouts: `getConnection()`, `query()` and
  * `execute()` never hand out a connection whose socket the kernel knows is
- * closed or reset, or holds bytes nobody asked for (the server's goodbye
- * or error packet), or, under `options.reuse`, has been silent too long or
- * is stalled. Such a connection is destroyed the way mysql2 evicts one
- * (the pool forgets it and frees its slot), counted in
- * {@link guardStats}, and checkout moves on to the next free connection
- * or opens a new one. The same check applies when a released connection
+ * closed or reset, or holds bytes nobody asked for (a MySQL server speaks
+ * only when asked, so those are its goodbye or error packet), or, under
+ * `options.reuse`, has been silent too long or is stalled. Such a
+ * connection is destroyed the way mysql2 evicts one (the pool forgets it
+ * and frees its slot), counted in {@link guardStats}, and checkout moves
+ * on to the next free connection or opens a new one. The same check applies when a released connection
  * goes straight to a queued request. New connections are not checked:
  * they were just connected.
  *
@@ -196,7 +196,8 @@ function install(pool: CorePool, guard: PoolGuard): void {
  * @returns The same pool.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not an object,
  *   or `options` (or `options.reuse`, or one of its fields) has the wrong
- *   type; `ERR_INVALID_ARG_VALUE` when `pool` is not a mysql2 3.x pool.
+ *   type; `ERR_INVALID_ARG_VALUE` when `pool` is not a mysql2 3.x pool, or
+ *   for a `reuse.unreadData` other than `'goodbye'` or `'message'`.
  * @throws RangeError `ERR_OUT_OF_RANGE` for `options.reuse.maxSilentMs`
  *   out of range.
  */
@@ -204,7 +205,15 @@ export function guardPool<P extends object>(pool: P, options?: Mysql2GuardOption
   if (pool === null || typeof pool !== 'object') {
     throw invalidArgType('pool', "an instance of mysql2's Pool or PromisePool", pool);
   }
-  const policy = guardPolicy(options);
+  // A MySQL server answers; it never speaks unasked on a healthy
+  // connection (the protocol has no notifications), so unread bytes on an
+  // idle one are its goodbye or a desync that would feed the next query a
+  // stale reply. Measured on MariaDB 10.11, every goodbye comes without a
+  // packet: wait_timeout and idle_transaction_timeout reset the connection,
+  // KILL, KILL SOFT and a shutdown close it with a bare FIN. MySQL 8.0.24+
+  // sends an error packet (ER_CLIENT_INTERACTION_TIMEOUT) first, which
+  // 'goodbye' catches even before the FIN arrives.
+  const policy = guardPolicy(options, 'goodbye');
   const core = corePoolOf(pool);
   if (core === null) {
     throw invalidArgValue('pool', "is not a pool from mysql2's createPool() or mysql2/promise's createPool() (mysql2 3.x)");

@@ -123,13 +123,20 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
  * Guards a node-postgres `pg.Pool` (pg-pool 3.x): every checkout, by
  * `pool.connect()` in both its callback and promise forms and so by
  * `pool.query()`, gets a client whose socket the kernel says can carry a
- * query. An idle client that is closed or reset, holds unread bytes (the
- * server's FATAL goodbye, or anything else nobody asked for), or under
+ * query. An idle client that is closed or reset (its FATAL goodbye, when
+ * unread, counts as `dataPending`), has an error pending, or under
  * `options.reuse` is `silent` or `stalled`, is removed the way pg-pool
  * removes a broken client (released with a {@link PgEvictionError}, so
  * `'acquire'`, `'release'` and `'remove'` fire and `totalCount` drops at
  * once) and the checkout moves on to the next idle client or a new
  * connection. New clients are not checked: they were just connected.
+ *
+ * Bytes waiting on an open client are not a reason to remove it:
+ * PostgreSQL sends messages unasked on healthy sessions (a
+ * NotificationResponse after `LISTEN`), and pg reads them once the client
+ * is out, as the stock pool does, so no notification is lost. Its
+ * goodbyes come with a FIN or a reset, which rules the client out
+ * (`reuse.unreadData: 'goodbye'` treats any unread bytes as a goodbye).
  *
  * Works over TLS (`ssl`). Clients without a socket sockstate can see
  * (pg-native, where libpq owns it) pass through unchecked and are counted
@@ -152,12 +159,18 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
  * @returns The same pool.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` when `pool` is not an object
  *   or the options are malformed; `ERR_INVALID_ARG_VALUE` when it is not a
- *   pg-pool 3.x pool. RangeError `ERR_OUT_OF_RANGE` for an out-of-range
+ *   pg-pool 3.x pool, or for a `reuse.unreadData` other than `'goodbye'`
+ *   or `'message'`. RangeError `ERR_OUT_OF_RANGE` for an out-of-range
  *   `reuse.maxSilentMs`.
  */
 export function guardPool<P extends object>(pool: P, options?: PgGuardOptions): P {
   if (pool === null || typeof pool !== 'object') throw invalidArgType('pool', 'an instance of pg.Pool', pool);
-  const policy = guardPolicy(options);
+  // PostgreSQL speaks unasked on healthy sessions (measured on 15: a
+  // NotificationResponse after LISTEN reaches an idle client), and its
+  // goodbyes (FATAL 57P05 on idle_session_timeout, 57P01 on
+  // pg_terminate_backend) come with a FIN: unread bytes alone are a message
+  // for pg to read, not a reason to drop the client.
+  const policy = guardPolicy(options, 'message');
   if (!isPgPool(pool)) {
     throw invalidArgValue('pool', 'is not a pg.Pool this version of sockstate/pg can guard (pg-pool 3.x)');
   }

@@ -9,7 +9,7 @@
 import * as net from 'node:net';
 import { publishReuseCheck } from './channel';
 import { invalidArgType } from './errors';
-import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
+import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith, type UnreadData } from './reuse';
 
 /** Why a pool guard turned a connection away: every reason but `idle`. */
 export type Rejection = Exclude<ReuseReason, 'idle'>;
@@ -20,8 +20,10 @@ export interface PoolGuardOptions {
    * Stricter reuse rules ({@link ReuseOptions}): a bound on how long the
    * server may have been silent (`maxSilentMs`), and whether stalled
    * connections may be reused. Each check then reads `TCP_INFO`; without
-   * this option it is one `poll(2)` and rules out what is closed, reset or
-   * holding unread bytes.
+   * this option it is one `poll(2)` and rules out what is closed, reset,
+   * has an error pending or (where the guard's protocol says unread bytes
+   * are a goodbye) holds unread bytes. `reuse.unreadData` overrides the
+   * guard's protocol rule (`'message'` for pg, `'goodbye'` for mysql2).
    */
   readonly reuse?: ReuseOptions;
 }
@@ -34,9 +36,9 @@ export interface PoolGuardStats {
   readonly rejected: number;
   /**
    * Rejections by reason: `closed` (closed or reset by the server, or an
-   * error pending), `dataPending` (bytes nobody asked for, such as the
-   * server's goodbye or error packet), `stalled` and `silent` (under
-   * `reuse`).
+   * error pending), `dataPending` (bytes nobody read: the server's goodbye
+   * or error packet in front of its FIN or reset, or, for mysql2, any
+   * bytes at all), `stalled` and `silent` (under `reuse`).
    */
   readonly rejectedByReason: Readonly<Record<Rejection, number>>;
   /**
@@ -65,14 +67,17 @@ export interface PoolGuard {
  * The validated policy of `guardPool(pool, options)`, read from the
  * caller's own `options.reuse` only.
  *
+ * @param options - The caller's options.
+ * @param unreadData - What unread bytes on an idle connection mean in the
+ *   pool's protocol, unless `options.reuse.unreadData` says otherwise.
  * @throws TypeError `ERR_INVALID_ARG_TYPE` for options that are not an
  *   object, and as `reusePolicy()` for a malformed `reuse`.
  */
-export function guardPolicy(options: unknown): ReusePolicy | null {
-  if (options === undefined) return reusePolicy(undefined, 'options.reuse');
+export function guardPolicy(options: unknown, unreadData: UnreadData): ReusePolicy | null {
+  if (options === undefined) return reusePolicy(undefined, 'options.reuse', unreadData);
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const reuse = Object.prototype.hasOwnProperty.call(options, 'reuse') ? (options as PoolGuardOptions).reuse : undefined;
-  return reusePolicy(reuse, 'options.reuse');
+  return reusePolicy(reuse, 'options.reuse', unreadData);
 }
 
 /** A fresh guard for `owner`. */

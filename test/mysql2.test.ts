@@ -511,6 +511,9 @@ describe('sockstate/mysql2 arguments', () => {
       expect([range.code, range.message.includes('"options.reuse.maxSilentMs"')]).toEqual(['ERR_OUT_OF_RANGE', true]);
       const stalled = caught(() => guardPool(pool, { reuse: { allowStalled: 'yes' as never } }));
       expect(stalled.code).toBe('ERR_INVALID_ARG_TYPE');
+      const unread = caught(() => guardPool(pool, { reuse: { unreadData: 'notice' as never } }));
+      expect(unread).toBeInstanceOf(TypeError);
+      expect([unread.code, unread.message.includes("'options.reuse.unreadData'")]).toEqual(['ERR_INVALID_ARG_VALUE', true]);
       // Nothing was installed by the refused calls.
       expect(Object.prototype.hasOwnProperty.call(pool, 'getConnection')).toBe(false);
       expect(guardStats(pool)).toBeNull();

@@ -365,6 +365,8 @@ describe('sockstate/pg: arguments, and clients without a socket', () => {
     const bad = caught(() => guardPool(pool, { reuse: { maxSilentMs: -1 } }));
     expect(bad).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
     expect(bad.message).toContain('"options.reuse.maxSilentMs"');
+    expect(caught(() => guardPool(pool, { reuse: { unreadData: 'notice' as never } }))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+    expect(caught(() => guardPool(pool, { reuse: { unreadData: 1 as never } }))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
     // Inherited options are not the caller's.
     const inherited = Object.create({ reuse: { maxSilentMs: -1 } });
     expect(guardPool(pool, inherited)).toBe(pool);
