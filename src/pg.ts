@@ -40,9 +40,13 @@ interface IdleItem {
   idleListener: (err: Error) => void;
   timeoutId: ReturnType<typeof setTimeout> | undefined;
 }
+interface PendingItem {
+  timedOut?: boolean;
+  callback(err: Error | undefined, client: undefined, release: () => void): void;
+}
 interface PgPoolInternals {
   _idle: IdleItem[];
-  _pendingQueue: unknown[];
+  _pendingQueue: PendingItem[];
   _pulseQueue(): void;
   _acquireClient(client: PgClientLike, pending: { callback: (err: unknown, client: unknown, release: (err?: Error) => void) => void }, idleListener: unknown, isNew: boolean): void;
   ending: boolean;
@@ -116,6 +120,21 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
     // and a goodbye still unread would be parsed as a new error of a client
     // already removed, which pg-pool would remove (and report) twice.
     if (socket !== null && !socket.destroyed) socket.destroy();
+    // A pool.end() from an 'acquire' or 'release' listener of the eviction:
+    // an ending pg-pool hands out nothing more, so the checkouts waiting
+    // for the client just removed would wait forever. Stock pg-pool would
+    // have given the first of them that client, whose query then failed.
+    if (pool.ending) failWaiting(pool, error);
+  }
+}
+
+const noop = (): void => {};
+
+/** Fails, as pg-pool fails a checkout on an ended pool, every checkout still waiting. */
+function failWaiting(pool: PgPoolInternals, cause: Error): void {
+  for (const item of pool._pendingQueue.splice(0)) {
+    if (item.timedOut === true) continue;
+    item.callback(new Error('Cannot use a pool after calling end on the pool', { cause }), undefined, noop);
   }
 }
 
@@ -137,6 +156,11 @@ function evictUnusable(pool: PgPoolInternals, guard: Guard): void {
  * is out, as the stock pool does, so no notification is lost. Its
  * goodbyes come with a FIN or a reset, which rules the client out
  * (`reuse.unreadData: 'goodbye'` treats any unread bytes as a goodbye).
+ *
+ * A `pool.end()` called from an `'acquire'` or `'release'` listener while
+ * the guard evicts fails every checkout still waiting, with pg-pool's
+ * "Cannot use a pool after calling end on the pool" (its `cause` the
+ * eviction error): an ending pool hands out nothing more.
  *
  * Works over TLS (`ssl`). Clients without a socket sockstate can see
  * (pg-native, where libpq owns it) pass through unchecked and are counted

@@ -320,6 +320,44 @@ describe.runIf(run)('sockstate/pg: guardPool against PostgreSQL', () => {
     expect(guarded.totalCount).toBe(1);
   });
 
+  it("pool.end() from an 'acquire' listener while the guard evicts: every waiting query settles, as stock pg's fails with the server's error", async () => {
+    const options = '-c idle_session_timeout=1000';
+    const stock = newPool({ options, application_name: 'end-stock' });
+    const guarded = guardPool(newPool({ options, application_name: 'end-guarded' }));
+    events(stock);
+    events(guarded);
+    await Promise.all([stock.query('SELECT 1'), guarded.query('SELECT 1')]);
+    busyWait(1100);
+    server.sessionsGoneSync(['end-stock', 'end-guarded']);
+    const ended: Promise<void>[] = [];
+    for (const pool of [stock, guarded]) pool.once('acquire', () => ended.push(pool.end()));
+    const outcome = (query: Promise<unknown>) => {
+      const o: { settled: boolean; error?: Error & { cause?: unknown } } = { settled: false };
+      query.then(
+        () => (o.settled = true),
+        (err: Error) => {
+          o.settled = true;
+          o.error = err;
+        },
+      );
+      return o;
+    };
+    // Two waiting on the guarded pool's one idle client.
+    const s = outcome(stock.query('SELECT 1'));
+    const g = [outcome(guarded.query('SELECT 1')), outcome(guarded.query('SELECT 2'))];
+    await waitFor(() => ended.length === 2, 5000, 'both pools to be ended');
+    await Promise.all(ended);
+    // Nothing is left to settle them later: an ended pool hands out nothing.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(s).toMatchObject({ settled: true, error: { message: 'terminating connection due to idle-session timeout' } });
+    for (const o of g) {
+      expect(o).toMatchObject({ settled: true, error: { message: 'Cannot use a pool after calling end on the pool' } });
+      expect(o.error!.cause).toMatchObject({ code: 'ERR_SOCKSTATE_EVICTED', reason: 'dataPending' });
+    }
+    expect([stock.ended, guarded.ended]).toEqual([true, true]);
+    expect(guardStats(guarded)).toMatchObject({ checked: 1, rejected: 1 });
+  });
+
   it('the promise and callback forms of connect() are both guarded', async () => {
     const options = '-c idle_session_timeout=500';
     const guarded = guardPool(newPool({ options, application_name: 'forms' }));
