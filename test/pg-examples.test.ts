@@ -22,7 +22,9 @@ const KNEX_OUTPUT = [
   'validator: {',
   '  checked: 3,',
   '  rejected: 1,',
-  '  rejectedByReason: { closed: 0, dataPending: 1, stalled: 0, silent: 0 }',
+  '  rejectedByReason: { closed: 0, dataPending: 1, stalled: 0, silent: 0 },',
+  '  unchecked: 0,',
+  '  lastProbeError: null',
   '}',
 ];
 

@@ -3,13 +3,14 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../src/native';
 import { guardPool, guardStats } from '../src/pg';
+import { createValidator } from '../src/pool';
 import { checkReusable } from '../src/reuse';
 import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
 
 // PostgreSQL speaks unasked on healthy sessions: a NOTIFY reaches every
 // idle client that ran LISTEN. What the stock pool delivers, the guarded
-// pool must deliver too; the server's goodbyes, which come with a FIN,
-// are covered in pg.test.ts.
+// pool (and the validator, for a pg Client) must deliver too; the
+// server's goodbyes, which come with a FIN, are covered in pg.test.ts.
 
 const run = native !== null && postgresAvailable();
 
@@ -99,6 +100,44 @@ describe.runIf(run)('sockstate/pg: messages PostgreSQL sends unasked reach pg', 
       expect([stock.totalCount, guarded.totalCount]).toEqual([1, 1]);
     }, 60_000);
   }
+
+  it('the validator lets a pg Client with a notification waiting through, and still rejects one whose session ended', async () => {
+    const validate = createValidator();
+    const client = new pg.Client({ ...server.config, application_name: 'notify-validated' });
+    client.on('error', () => {});
+    const payloads: string[] = [];
+    client.on('notification', (n) => payloads.push(n.payload ?? ''));
+    await client.connect();
+    try {
+      await client.query('LISTEN chan_validated');
+      server.adminSync("NOTIFY chan_validated, 'kept'");
+      unreadSync([client.connection.stream as net.Socket]);
+      expect(validate(client)).toBe(true);
+      // pg reads it once the loop turns.
+      expect((await client.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
+      expect(payloads).toEqual(['kept']);
+      // The server's goodbye (FATAL, then FIN) is still a goodbye.
+      server.adminSync("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'notify-validated'");
+      server.sessionsGoneSync(['notify-validated']);
+      expect(validate(client)).toBe(false);
+      expect(validate.stats).toMatchObject({ checked: 2, rejected: 1, rejectedByReason: { dataPending: 1 }, unchecked: 0 });
+      // A caller that asks for 'goodbye' gets it.
+      const strict = createValidator({ reuse: { unreadData: 'goodbye' } });
+      const other = new pg.Client({ ...server.config });
+      await other.connect();
+      try {
+        await other.query('LISTEN chan_strict');
+        server.adminSync("NOTIFY chan_strict, 'x'");
+        unreadSync([other.connection.stream as net.Socket]);
+        expect(strict(other)).toBe(false);
+        expect(strict.stats.rejectedByReason.dataPending).toBe(1);
+      } finally {
+        await other.end();
+      }
+    } finally {
+      await client.end().catch(() => {});
+    }
+  });
 
   it('a config reload sends nothing to an idle session: ParameterStatus waits for its next command', async () => {
     // Evidence for the rule, measured: of the messages PostgreSQL sends

@@ -1,4 +1,5 @@
 import * as diagnostics from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { createPool } from 'generic-pool';
 import knexFactory, { type Knex } from 'knex';
@@ -50,7 +51,13 @@ describe('sockstate/pool: finding the socket', () => {
     const validate = createValidator();
     expect(validate(healthy.client)).toBe(true);
     expect(validate({ stream: closed.client })).toBe(false);
-    expect(validate.stats).toEqual({ checked: 2, rejected: 1, rejectedByReason: { closed: 1, dataPending: 0, stalled: 0, silent: 0 } });
+    expect(validate.stats).toEqual({
+      checked: 2,
+      rejected: 1,
+      rejectedByReason: { closed: 1, dataPending: 0, stalled: 0, silent: 0 },
+      unchecked: 0,
+      lastProbeError: null,
+    });
     busyWait(120);
     const strict = createValidator({ reuse: { maxSilentMs: 100 } });
     expect(strict(healthy.client)).toBe(false);
@@ -59,6 +66,64 @@ describe('sockstate/pool: finding the socket', () => {
     expect(isConnectionReusable(healthy.client, { maxSilentMs: 100 })).toBe(false);
     cleanups.push(() => net.Socket.prototype.destroy.call(healthy.client));
   });
+});
+
+/** A client shaped like pg-native's: no socket in sight (libpq owns it). */
+class NativeClient {
+  readonly native = true;
+}
+
+describe('sockstate/pool: a validator always answers', () => {
+  it('never throws: a connection it cannot see into is passed as reusable, counted in unchecked with the reason', async () => {
+    const validate = createValidator();
+    const { client } = await pair();
+    for (const connection of [new NativeClient(), {}, { stream: {} }, 5 as unknown as object, null as unknown as object]) {
+      expect(validate(connection)).toBe(true);
+    }
+    expect(validate(client)).toBe(true);
+    const stats = validate.stats;
+    expect({ ...stats, lastProbeError: null }).toEqual({
+      checked: 1,
+      rejected: 0,
+      rejectedByReason: { closed: 0, dataPending: 0, stalled: 0, silent: 0 },
+      unchecked: 5,
+      lastProbeError: null,
+    });
+    expect(stats.lastProbeError).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    validate(new NativeClient());
+    expect(validate.stats.lastProbeError).toMatchObject({ name: 'SockstateError', code: 'ERR_SOCKSTATE_NO_SOCKET' });
+  });
+
+  for (const form of ['validate: createValidator()', 'validate: async (c) => validate(c)'] as const) {
+    it(`generic-pool with testOnBorrow and ${form}: acquire() settles for a pg-native-like client`, async () => {
+      const validate = createValidator();
+      let created = 0;
+      let destroyed = 0;
+      const factory = {
+        create: async () => {
+          created += 1;
+          return new NativeClient();
+        },
+        destroy: async () => {
+          destroyed += 1;
+        },
+        validate: form === 'validate: createValidator()' ? (validate as unknown as (c: NativeClient) => Promise<boolean>) : async (c: NativeClient) => validate(c),
+      };
+      const pool = createPool(factory, { max: 1, testOnBorrow: true });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const resource = await pool.acquire();
+          expect(resource).toBeInstanceOf(NativeClient);
+          await pool.release(resource);
+        }
+        expect({ created, destroyed }).toEqual({ created: 1, destroyed: 0 });
+        expect(validate.stats).toMatchObject({ checked: 0, rejected: 0, unchecked: 3, lastProbeError: { code: 'ERR_SOCKSTATE_NO_SOCKET' } });
+      } finally {
+        await pool.drain();
+        await pool.clear();
+      }
+    });
+  }
 });
 
 describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQL', () => {
@@ -123,7 +188,13 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       expect(v).toEqual({ ok: 4, failed: [] });
       // tarn validates every acquire, new connections included: per round
       // the warm-up's, the dead one's (the server's FATAL unread) and its replacement's.
-      expect(validate.stats).toEqual({ checked: 12, rejected: 4, rejectedByReason: { closed: 0, dataPending: 4, stalled: 0, silent: 0 } });
+      expect(validate.stats).toEqual({
+        checked: 12,
+        rejected: 4,
+        rejectedByReason: { closed: 0, dataPending: 4, stalled: 0, silent: 0 },
+        unchecked: 0,
+        lastProbeError: null,
+      });
       expect(checks.map((c) => c.reason)).toEqual(Array(4).fill(['idle', 'dataPending', 'idle']).flat());
       expect(validatedWarnings.filter((w) => w.includes('Pool validate threw'))).toEqual([]);
     } finally {
@@ -131,6 +202,55 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       await validated.destroy();
     }
   }, 60_000);
+
+  it('knex with a driver whose socket cannot be seen (as pg-native): queries run on the first connection, none is discarded', async () => {
+    // A pg.Client behind a private field: the queries reach the server, the
+    // socket stays out of sight, as with libpq.
+    let created = 0;
+    class HiddenSocketClient extends EventEmitter {
+      readonly #inner: pg.Client;
+      constructor(config: pg.ClientConfig) {
+        super();
+        created += 1;
+        this.#inner = new pg.Client(config);
+        this.#inner.on('error', (err) => this.emit('error', err));
+        this.#inner.on('end', () => this.emit('end'));
+      }
+      async connect(): Promise<void> {
+        await this.#inner.connect();
+      }
+      query(...args: unknown[]): unknown {
+        return (this.#inner.query as (...a: unknown[]) => unknown)(...args);
+      }
+      end(cb?: (err?: Error) => void): unknown {
+        return cb === undefined ? this.#inner.end() : this.#inner.end().then(() => cb(), cb);
+      }
+    }
+    const PgDialect = knexFactory({ client: 'pg' }).client.constructor as new (config: Knex.Config) => Knex.Client;
+    class HiddenSocketDialect extends PgDialect {
+      _driver(): unknown {
+        return { Client: HiddenSocketClient };
+      }
+    }
+    const validate = createValidator();
+    const warnings: string[] = [];
+    const log = { warn: (m: string) => warnings.push(m), error: (m: string) => warnings.push(m), deprecate() {}, debug() {} };
+    const db: Knex = knexFactory({
+      client: HiddenSocketDialect as unknown as typeof Knex.Client,
+      connection: server.config,
+      pool: { min: 0, max: 1, validate },
+      acquireConnectionTimeout: 5000,
+      log,
+    });
+    try {
+      for (let i = 0; i < 3; i++) expect((await db.raw('SELECT ?::int AS n', [i])).rows).toEqual([{ n: i }]);
+      expect(created).toBe(1);
+      expect(warnings).toEqual([]);
+      expect(validate.stats).toMatchObject({ checked: 0, rejected: 0, unchecked: 3, lastProbeError: { code: 'ERR_SOCKSTATE_NO_SOCKET' } });
+    } finally {
+      await db.destroy();
+    }
+  });
 
   it('knex: healthy connections pass, 200 queries on a pool of 5 with nothing rejected', async () => {
     const validate = createValidator();
@@ -172,7 +292,13 @@ describe.runIf(run)('sockstate/pool with knex and generic-pool against PostgreSQ
       expect(v).toEqual({ ok: 3, failed: [] });
       // generic-pool validates every borrow, new connections included: per
       // round the warm-up's, the dead one's and its replacement's.
-      expect(validate.stats).toEqual({ checked: 9, rejected: 3, rejectedByReason: { closed: 0, dataPending: 3, stalled: 0, silent: 0 } });
+      expect(validate.stats).toEqual({
+        checked: 9,
+        rejected: 3,
+        rejectedByReason: { closed: 0, dataPending: 3, stalled: 0, silent: 0 },
+        unchecked: 0,
+        lastProbeError: null,
+      });
       expect({ size: validated.size, available: validated.available, borrowed: validated.borrowed }).toEqual({ size: 1, available: 1, borrowed: 0 });
     } finally {
       await stock.drain();
