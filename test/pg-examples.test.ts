@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native } from '../src/native';
 import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
 
-// The README's pg and knex examples, run as users run them against a real
-// PostgreSQL: the README quotes their output, so it must stay true.
+// The README's pg, knex and generic-pool examples, run as users run them
+// against a real PostgreSQL: the README quotes their output, so it must
+// stay true.
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
 
@@ -27,25 +28,46 @@ const KNEX_OUTPUT = [
   '  lastProbeError: null',
   '}',
 ];
+const GENERIC_POOL_OUTPUT = [
+  'stock: failed: terminating connection due to idle-session timeout',
+  'validated: still here',
+  'validator: {',
+  '  checked: 3,',
+  '  rejected: 1,',
+  '  rejectedByReason: { closed: 0, dataPending: 1, stalled: 0, silent: 0 },',
+  '  unchecked: 0,',
+  '  lastProbeError: null',
+  '}',
+];
 
-/** The fenced blocks of one README guide, as [language, text]. */
-function guideBlocks(heading: string): string[][] {
+/**
+ * The fenced blocks of one guide, as [language, text]: a `### title`
+ * section of the README, or a page of docs/guides/ titled `# title`.
+ */
+function guideBlocks(title: string): string[][] {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const start = readme.indexOf(`${heading}\n`);
-  expect(start).toBeGreaterThanOrEqual(0);
-  const guide = readme.slice(start, readme.indexOf('\n### ', start + 1));
-  return [...guide.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((m) => [m[1]!, m[2]!]);
+  const start = readme.indexOf(`### ${title}\n`);
+  let guide: string | undefined = start >= 0 ? readme.slice(start, readme.indexOf('\n### ', start + 1)) : undefined;
+  const guides = path.join(root, 'docs', 'guides');
+  if (guide === undefined && fs.existsSync(guides)) {
+    guide = fs
+      .readdirSync(guides)
+      .map((f) => fs.readFileSync(path.join(guides, f), 'utf8'))
+      .find((text) => text.startsWith(`# ${title}\n`));
+  }
+  expect(guide, `a guide titled ${title}`).toBeDefined();
+  return [...guide!.matchAll(/```(\w+)\n([\s\S]*?)```/g)].map((m) => [m[1]!, m[2]!]);
 }
 
-describe('README: the pg and knex guides quote the examples and their output', () => {
+describe('the pg and knex guides quote the examples and their output', () => {
   it('Guarding a pg pool', () => {
-    const blocks = guideBlocks('### Guarding a pg pool');
+    const blocks = guideBlocks('Guarding a pg pool');
     expect(blocks[0]).toEqual(['js', fs.readFileSync(path.join(root, 'examples', 'pg-guard.js'), 'utf8')]);
     expect(blocks[1]).toEqual(['text', `${PG_OUTPUT.join('\n')}\n`]);
   });
 
   it('Validating with knex and generic-pool', () => {
-    const blocks = guideBlocks('### Validating with knex and generic-pool');
+    const blocks = guideBlocks('Validating with knex and generic-pool');
     expect(blocks[0]).toEqual(['js', fs.readFileSync(path.join(root, 'examples', 'knex-validate.js'), 'utf8')]);
     expect(blocks[1]).toEqual(['text', `${KNEX_OUTPUT.join('\n')}\n`]);
   });
@@ -72,5 +94,9 @@ describe.runIf(native !== null && postgresAvailable())('examples/ for pg and kne
 
   it('knex-validate.js: knex with the validator replaces the dead connection', async () => {
     expect(await example('knex-validate.js')).toEqual(KNEX_OUTPUT);
+  });
+
+  it('generic-pool.js: generic-pool with the validator replaces the dead client', async () => {
+    expect(await example('generic-pool.js')).toEqual(GENERIC_POOL_OUTPUT);
   });
 });
