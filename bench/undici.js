@@ -13,6 +13,10 @@
 //    (which goes first alternates); reported as the median of the per-pair
 //    ratios, with the median time per request of each. Also the check
 //    alone (isReusable on the connection's socket), for scale.
+// 3. What replay costs on the healthy path: the guarded Agent against the
+//    same guard with its evidence read switched off (the TCP_INFO read
+//    before each request on a reused connection and the handler wrapper,
+//    as the guard was before replay), in the same rotating blocks.
 //
 //   node bench/undici.js [--quick]
 //
@@ -36,6 +40,10 @@ const root = path.join(__dirname, '..');
 const testFixtures = path.join(root, 'test', 'fixtures');
 const { guardUndici } = require('../lib/undici/guard.js');
 const { isReusable } = require('../lib/index.js');
+// The guard calls watchRequest through the module's exports object, so a
+// block can run without it: the guard as it was before replay.
+const replayModule = require('../lib/replay.js');
+const watchRequest = replayModule.watchRequest;
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 const majors = [
@@ -121,19 +129,26 @@ async function cost() {
         await one(stock);
         await one(guarded);
       }
-      const times = { stock: [], guarded: [] };
+      const times = { stock: [], guarded: [], noEvidence: [] };
       const ratios = [];
+      const evidenceRatios = [];
+      const arms = ['stock', 'noEvidence', 'guarded'];
       for (let p = 0; p < PAIRS; p++) {
-        const order = p % 2 === 0 ? ['stock', 'guarded'] : ['guarded', 'stock'];
+        // Every order of the three arms in turn, so that none always runs
+        // first or last.
+        const order = [arms[p % 3], arms[(p + 1 + (p % 2)) % 3], arms[(p + 2 - (p % 2)) % 3]];
         const pair = {};
         for (const which of order) {
           const dispatcher = which === 'stock' ? stock : guarded;
+          replayModule.watchRequest = which === 'noEvidence' ? () => null : watchRequest;
           const t0 = performance.now();
           for (let i = 0; i < PER_BLOCK; i++) await one(dispatcher);
           pair[which] = ((performance.now() - t0) * 1000) / PER_BLOCK;
           times[which].push(pair[which]);
         }
+        replayModule.watchRequest = watchRequest;
         ratios.push(pair.guarded / pair.stock);
+        evidenceRatios.push(pair.guarded / pair.noEvidence);
       }
       // The check alone, on the guarded Agent's live connection.
       let socket = null;
@@ -149,11 +164,21 @@ async function cost() {
       const c0 = performance.now();
       for (let i = 0; i < CHECKS; i++) if (isReusable(socket)) reusable++;
       const checkUs = ((performance.now() - c0) * 1000) / CHECKS;
+      // The evidence alone: the TCP_INFO read a request on a reused
+      // connection now pays, and its release when the response starts.
+      const e0 = performance.now();
+      for (let i = 0; i < CHECKS; i++) {
+        const watch = watchRequest(socket);
+        if (watch === null) throw new Error('no byte counts for an idle TCP connection');
+        replayModule.releaseWatch(watch);
+      }
+      const evidenceUs = ((performance.now() - e0) * 1000) / CHECKS;
       await probe.close();
       if (reusable !== CHECKS) throw new Error('the idle connection was not reusable');
       const s = summary(times.stock);
       const g = summary(times.guarded);
       const r = summary(ratios);
+      const e = summary(evidenceRatios);
       rows.push({
         client: m.label,
         stockUsPerRequest: round(s.median, 1),
@@ -161,10 +186,16 @@ async function cost() {
         ratio: round(r.median, 3),
         ratioP25: round(r.p25, 3),
         ratioP75: round(r.p75, 3),
+        noEvidenceUsPerRequest: round(summary(times.noEvidence).median, 1),
+        replayEvidenceRatio: round(e.median, 3),
+        replayEvidenceP25: round(e.p25, 3),
+        replayEvidenceP75: round(e.p75, 3),
         checkUs: round(checkUs, 2),
         // The check's share of a stock request: the guard's cost without
         // the noise of whole requests, which on a loaded host swamps it.
         checkShare: round(checkUs / s.median, 4),
+        evidenceUs: round(evidenceUs, 2),
+        evidenceShare: round(evidenceUs / s.median, 4),
         staleSocketsDestroyed: guarded.staleSocketsDestroyed,
       });
       await Promise.all([stock.close(), guarded.close()]);
@@ -209,6 +240,22 @@ async function main() {
         `${r.ratioP25}–${r.ratioP75}`,
         String(r.checkUs),
         `${round(r.checkShare * 100, 1)}%`,
+      ]),
+    ),
+  );
+  console.log('');
+  console.log('What the replay evidence adds per request (target ≤ 1.02×): the guarded Agent against the same guard without it, same blocks');
+  console.log(
+    table(
+      ['client', 'without evidence µs/request', 'with evidence µs/request', 'with / without (median of blocks)', 'p25–p75', 'the evidence alone µs', 'evidence / stock request'],
+      costRows.map((r) => [
+        r.client,
+        String(r.noEvidenceUsPerRequest),
+        String(r.guardedUsPerRequest),
+        `${r.replayEvidenceRatio}×`,
+        `${r.replayEvidenceP25}–${r.replayEvidenceP75}`,
+        String(r.evidenceUs),
+        `${round(r.evidenceShare * 100, 1)}%`,
       ]),
     ),
   );
