@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 
-// The agent examples the README quotes, run as users run them, on the Node
-// line under test: the README shows the output of Node 20 and of 22.2x+.
+// The agent examples the docs quote, run as users run them, on the Node
+// line under test: docs/guides/http-agents.md shows the output of Node 20
+// and of 22.2x+.
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
 const stockChecks = Number(process.versions.node.split('.')[0]) >= 22;
@@ -20,8 +21,8 @@ it(`http-agent-queue.js: the queued hand-off, stock agent ${stockChecks ? 'check
   ]);
 });
 
-it('the README quotes http-agent-queue.js as it is, with the output of both kinds of line', () => {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+it('the guide quotes http-agent-queue.js as it is, with the output of both kinds of line', () => {
+  const readme = fs.readFileSync(path.join(root, 'docs', 'guides', 'http-agents.md'), 'utf8');
   const source = fs.readFileSync(path.join(root, 'examples', 'http-agent-queue.js'), 'utf8');
   expect(readme).toContain(`\`\`\`js\n${source}\`\`\``);
   expect(readme).toContain('http.Agent:      200, ECONNRESET\nsockstate Agent: 200, 200 (stale sockets destroyed: 1)');

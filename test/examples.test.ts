@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
-// The README's examples, run as users run them: the README quotes their
-// output, so it must stay true.
+// The examples the README and docs/ quote, run as users run them: the docs
+// quote their output, so it must stay true (test/docs.test.ts compares it).
 const run = promisify(execFile);
 const root = path.join(__dirname, '..');
 
