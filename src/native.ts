@@ -7,6 +7,10 @@
  * prebuilt binary shipped for this platform in prebuilds/, so installing
  * compiles nothing where a prebuild fits.
  *
+ * Bundled (esbuild, for one), this code no longer sits in the package's
+ * lib/: it then looks in the bundle's own folder, so a copy of the
+ * package's prebuilds/ beside the bundle is found wherever it runs from.
+ *
  * @packageDocumentation
  */
 import * as fs from 'node:fs';
@@ -125,8 +129,35 @@ const CONSTANTS = [
   'sampleSlots',
 ] as const satisfies readonly (keyof NativeBinding)[];
 
-/** The package root: the folder holding package.json, binding.gyp and prebuilds/. */
-const packageRoot = path.join(__dirname, '..');
+/** Whether `dir` is sockstate's own package folder (this file's parent, unless bundled). */
+function isPackageRoot(dir: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'sockstate';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when this code runs from a bundle rather than from the package's
+ * lib/ (or src/): no sockstate package.json above it.
+ */
+const bundled = !isPackageRoot(path.join(__dirname, '..'));
+
+/**
+ * Where the binary is looked for: the package root (holding package.json,
+ * prebuilds/ and a build from source in build/), or, bundled, the bundle's
+ * folder.
+ */
+const packageRoot = bundled ? __dirname : path.join(__dirname, '..');
+
+/** What to do, bundled, when the binary beside the bundle is missing or unusable. */
+function bundledRemedy(tuple: string): string {
+  return (
+    `Copy node_modules/sockstate/prebuilds to ${path.join(packageRoot, 'prebuilds')} ` +
+    `(it needs ${path.join('prebuilds', tuple)}), or keep sockstate out of the bundle (esbuild: --external:sockstate).`
+  );
+}
 
 /** Why the addon did not load: a one- or two-sentence reason, the folders searched and the original error. */
 export interface LoadError extends Error {
@@ -183,6 +214,17 @@ function load(): { binding: NativeBinding | null; error: LoadError | null } {
     const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
     file = nodeGypBuild.resolve(packageRoot);
   } catch (err) {
+    if (bundled) {
+      return {
+        binding: null,
+        error: loadFailure(
+          `sockstate is bundled (into ${__filename}) and finds no native probe for ${tuple} with ${libc()} libc beside the bundle. ` +
+            bundledRemedy(tuple),
+          searched,
+          err,
+        ),
+      };
+    }
     return {
       binding: null,
       error: loadFailure(
@@ -202,7 +244,7 @@ function load(): { binding: NativeBinding | null; error: LoadError | null } {
       binding: null,
       error: loadFailure(
         `sockstate's native probe ${shown} failed to load (${dlopenReason(err, file)}). ` +
-          `Build it from source (needs ${BUILD_NEEDS}) with: ${buildCommand()}`,
+          (bundled ? bundledRemedy(tuple) : `Build it from source (needs ${BUILD_NEEDS}) with: ${buildCommand()}`),
         searched,
         err,
       ),
@@ -223,7 +265,7 @@ function load(): { binding: NativeBinding | null; error: LoadError | null } {
       binding: null,
       error: loadFailure(
         `sockstate's native probe ${shown} does not match this version of sockstate (${(err as Error).message}). ` +
-          `Rebuild it with: ${buildCommand()}`,
+          (bundled ? bundledRemedy(tuple) : `Rebuild it with: ${buildCommand()}`),
         searched,
         err,
       ),
