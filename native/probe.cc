@@ -117,6 +117,10 @@ int ProbeFd(int fd, int32_t* out) {
   out[kSlotBackoff] = info.backoff;
   out[kSlotInfoLength] = static_cast<int32_t>(len);
   out[kSlotListening] = state == TCP_LISTEN ? 1 : 0;
+  // The peer's silence by the kernel's clocks, from this same read, so
+  // that a reuse check bounding it needs no second TCP_INFO.
+  out[kSlotLastDataRecv] = static_cast<int32_t>(info.last_data_recv);
+  out[kSlotLastAckRecv] = static_cast<int32_t>(info.last_ack_recv);
 
   // On LISTEN, SIOCINQ/SIOCOUTQ are EINVAL and tcpi_unacked is the accept
   // queue; during the handshake no data can be queued either way.
@@ -238,6 +242,8 @@ void InitProbe(Napi::Env env, Napi::Object exports) {
   slots.Set("LISTENING", static_cast<double>(kSlotListening));
   slots.Set("RESULT", static_cast<double>(kSlotResult));
   slots.Set("SYSCALL", static_cast<double>(kSlotSyscall));
+  slots.Set("LAST_DATA_RECV", static_cast<double>(kSlotLastDataRecv));
+  slots.Set("LAST_ACK_RECV", static_cast<double>(kSlotLastAckRecv));
   slots.Set("COUNT", static_cast<double>(kProbeSlots));
   exports.Set("probeSlots", slots);
 

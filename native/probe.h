@@ -23,6 +23,8 @@ enum ProbeSlot : int {
   kSlotListening,     // 1 for a listening socket
   kSlotResult,        // 0 or -errno (the same value the probe returns)
   kSlotSyscall,       // on failure, which call failed: a ProbeSyscall
+  kSlotLastDataRecv,  // tcpi_last_data_recv, ms (u32 bits), TCP only
+  kSlotLastAckRecv,   // tcpi_last_ack_recv, ms (u32 bits), TCP only
   kProbeSlots
 };
 

@@ -16,6 +16,12 @@ export interface KernelProbe {
   stateAt(raw: Int32Array, base: number): ConnectionState;
   /** `struct tcp_info` for one fd. @throws SockstateError for a failed getsockopt. */
   tcpInfo(fd: number): TcpInfo;
+  /**
+   * How long the peer of the TCP connection last probed by {@link state} has
+   * been silent, in ms: `min(tcpi_last_data_recv, tcpi_last_ack_recv)`, from
+   * that same `TCP_INFO` read. Valid right after a `state()` of a TCP fd.
+   */
+  lastSilentMs(): number;
 }
 
 /** Binds the slot positions and flag bits the addon exports into closures. */
@@ -32,6 +38,8 @@ export function createKernelProbe(native: NativeBinding): KernelProbe {
   const BACKOFF = S.BACKOFF;
   const LISTENING = S.LISTENING;
   const SYSCALL = S.SYSCALL;
+  const LAST_DATA_RECV = S.LAST_DATA_RECV;
+  const LAST_ACK_RECV = S.LAST_ACK_RECV;
   const KIND_TCP = native.probeKinds.TCP;
   const { POLLERR, POLLHUP, POLLRDHUP } = native.pollFlags;
   const names = native.tcpStates;
@@ -83,7 +91,12 @@ export function createKernelProbe(native: NativeBinding): KernelProbe {
     return decoder.decode(n);
   }
 
-  return { slots: S.COUNT, state, stateAt, tcpInfo };
+  function lastSilentMs(): number {
+    // u32 milliseconds carried as int32 bits.
+    return Math.min(out[LAST_DATA_RECV]! >>> 0, out[LAST_ACK_RECV]! >>> 0);
+  }
+
+  return { slots: S.COUNT, state, stateAt, tcpInfo, lastSilentMs };
 }
 
 /** The one kernel probe of this process, or `null` without the addon. */

@@ -80,6 +80,10 @@ export interface NativeBinding {
     readonly LISTENING: number;
     readonly RESULT: number;
     readonly SYSCALL: number;
+    /** tcpi_last_data_recv in ms, as int32 bits of the u32 (TCP only). */
+    readonly LAST_DATA_RECV: number;
+    /** tcpi_last_ack_recv in ms, as int32 bits of the u32 (TCP only). */
+    readonly LAST_ACK_RECV: number;
     readonly COUNT: number;
   };
   /** Values of the KIND slot. */

@@ -10,7 +10,7 @@ import { invalidArgType, invalidArgValue, outOfRange, systemError } from './erro
 import { kernel, stateOfFd } from './kernel';
 import { native } from './native';
 import type { ConnectionState } from './state';
-import { type Target, targetFd } from './target';
+import { type Target, targetFd, tcpSocketFd } from './target';
 
 /**
  * What bytes waiting unread on an idle connection mean, which depends on
@@ -209,17 +209,6 @@ function nodeAllows(socket: net.Socket, unreadData: UnreadData): boolean {
   );
 }
 
-// The poll-only answer is valid for a TCP socket alone: poll(2) says POLLOUT
-// for a FIFO, a pipe or a terminal too, which are no connection at all and
-// for which the full probe fails with ENOTSOCK. Node picks the handle's
-// class from the fd's kind (TCP for TCP sockets, Pipe for AF_UNIX sockets,
-// FIFOs and pipes, TTY for terminals); TLS wraps the TCP handle.
-function tcpHandle(socket: net.Socket): boolean {
-  const handle = (socket as unknown as { _handle: { constructor: { name: string }; _parent?: { constructor: { name: string } } } })._handle;
-  const name = handle.constructor.name;
-  if (name === 'TCP') return true;
-  return name === 'TLSWrap' && handle._parent?.constructor.name === 'TCP';
-}
 
 function verdict(state: ConnectionState, socket: net.Socket | null, unreadData: UnreadData): ReuseVerdict {
   const nodeBuffered = socket === null ? 0 : socket.readableLength;
@@ -292,23 +281,39 @@ function verdict(state: ConnectionState, socket: net.Socket | null, unreadData: 
  *   the addon.
  */
 export function isReusable(target: Target, options?: ReuseOptions): boolean {
+  // The pools' path first: a connected TCP socket and no options.
+  if (options === undefined) {
+    const quick = pollAnswer(target, 'goodbye');
+    if (quick !== undefined) return quick;
+  }
   const fd = targetFd(target, 'target');
-  return reusableOf(target, fd, reusePolicy(options, 'options'));
+  return verdictOf(target, fd, reusePolicy(options, 'options')).reusable;
 }
 
-// isReusable's answer: one poll(2) on the fast path, for a policy that
-// adds no rule needing TCP_INFO.
-function reusableOf(target: Target, fd: number, policy: ReusePolicy | null): boolean {
+// The answer of one poll(2), for a connected TCP socket that Node's flags
+// allow, under a rule needing no kernel clocks; undefined when poll alone
+// cannot answer (another kind of socket or fd, no addon, revents of 0)
+// and the full probe must.
+function pollAnswer(target: Target, unreadData: UnreadData): boolean | undefined {
+  if (native === null || !(target instanceof net.Socket) || !nodeAllows(target, unreadData)) return undefined;
+  const fd = tcpSocketFd(target);
+  if (fd < 0) return undefined;
+  const revents = native.poll(fd);
+  if (revents < 0) throw systemError(revents, 'poll');
+  if ((revents & (unreadData === 'message' ? NOT_OPEN : NOT_IDLE)) !== 0) return false;
+  if ((revents & POLLOUT) !== 0) return true;
+  return undefined;
+}
+
+// isReusable's answer under a validated policy: one poll(2) when the
+// policy adds no rule needing TCP_INFO.
+function reusableOf(target: Target, policy: ReusePolicy | null): boolean {
   const unreadData = plainRule(policy);
-  if (unreadData === null) return verdictOf(target, fd, policy).reusable;
-  if (native !== null && fd >= 0 && target instanceof net.Socket && tcpHandle(target)) {
-    if (!nodeAllows(target, unreadData)) return false;
-    const revents = native.poll(fd);
-    if (revents < 0) throw systemError(revents, 'poll');
-    if ((revents & (unreadData === 'message' ? NOT_OPEN : NOT_IDLE)) !== 0) return false;
-    if ((revents & POLLOUT) !== 0) return true;
+  if (unreadData !== null) {
+    const quick = pollAnswer(target, unreadData);
+    if (quick !== undefined) return quick;
   }
-  return verdictOf(target, fd, policy).reusable;
+  return verdictOf(target, targetFd(target, 'target'), policy).reusable;
 }
 
 /**
@@ -337,7 +342,8 @@ function reusableOf(target: Target, fd: number, policy: ReusePolicy | null): boo
  * count.
  *
  * Costs `TCP_INFO` plus `poll(2)` (and `SIOCINQ` only when there is
- * something to count; a second `TCP_INFO` for `maxSilentMs`); use
+ * something to count; `maxSilentMs` reads its clocks from the same
+ * `TCP_INFO`); use
  * {@link isReusable} when only the boolean is needed.
  *
  * @param target - A net.Socket, tls.TLSSocket, listening net.Server, or fd.
@@ -371,14 +377,14 @@ export function checkReusableWith(target: Target, policy: ReusePolicy | null): R
  * For guards, which need the reason only when they evict.
  */
 export function reuseReasonWith(target: Target, policy: ReusePolicy | null): ReuseReason {
-  const fd = targetFd(target, 'target');
-  if (plainRule(policy) !== null && reusableOf(target, fd, policy)) return 'idle';
-  return verdictOf(target, fd, policy).reason;
+  const unreadData = plainRule(policy);
+  if (unreadData !== null && pollAnswer(target, unreadData) === true) return 'idle';
+  return verdictOf(target, targetFd(target, 'target'), policy).reason;
 }
 
 /** {@link isReusable} with options already validated by {@link reusePolicy}. */
 export function isReusableWith(target: Target, policy: ReusePolicy | null): boolean {
-  return reusableOf(target, targetFd(target, 'target'), policy);
+  return reusableOf(target, policy);
 }
 
 function verdictOf(target: Target, fd: number, policy: ReusePolicy | null): ReuseVerdict {
@@ -391,9 +397,8 @@ function verdictOf(target: Target, fd: number, policy: ReusePolicy | null): Reus
   if (policy.maxSilentMs === undefined) return plain;
   // The kernel's keepalive timer measures idleness the same way
   // (keepalive_time_elapsed()): the later of the last data and the last
-  // ACK from the peer. Read in this same synchronous call as the fd.
-  const info = kernel!.tcpInfo(fd);
-  const silentMs = Math.min(info.lastDataRecv, info.lastAckRecv);
+  // ACK from the peer, from the probe's own TCP_INFO read just above.
+  const silentMs = kernel!.lastSilentMs();
   if (silentMs > policy.maxSilentMs) return { reusable: false, reason: 'silent', silentMs, state };
   return { reusable: true, reason: 'idle', silentMs, state };
 }

@@ -16,7 +16,7 @@ const FD_MAX = 0x7fffffff;
 const TARGET_TYPES = 'an instance of net.Socket, tls.TLSSocket or net.Server, or a file descriptor number';
 
 /**
- * The only place that reads `_handle`: called at the start of every public
+ * With {@link tcpSocketFd}, the only place that reads `_handle`: called at the start of every public
  * call, so the fd is never kept between calls (fds are reused at once after
  * `destroy()`). Returns the fd, or {@link NO_HANDLE} / {@link NO_FD}.
  *
@@ -48,6 +48,38 @@ export function targetFd(target: unknown, name: string): number {
     return fd;
   }
   throw invalidArgType(name, TARGET_TYPES, target);
+}
+
+const kTcpHandle = Symbol('sockstate.tcpHandle');
+type Handle = { fd?: unknown; constructor: { name: string }; _parent?: { constructor: { name: string } }; [kTcpHandle]?: boolean };
+
+// Whether a handle is TCP, or TLS over TCP: poll(2) says POLLOUT for a
+// FIFO, a pipe or a terminal too, so only these can be answered by poll
+// alone. Node picks the handle's class from the fd's kind. Kept on the
+// handle, which never changes kind (a new connection gets a new handle).
+function isTcpHandle(handle: Handle): boolean {
+  let tcp = handle[kTcpHandle];
+  if (tcp === undefined) {
+    const name = handle.constructor.name;
+    tcp = name === 'TCP' || (name === 'TLSWrap' && handle._parent?.constructor.name === 'TCP');
+    handle[kTcpHandle] = tcp;
+  }
+  return tcp;
+}
+
+/**
+ * The fd of a connected `net.Socket` whose handle is TCP (or TLS over TCP),
+ * read from its handle in this call, or -1 for anything else (no handle,
+ * no fd yet, another kind of handle, a socket never constructed): the
+ * callers' fast path, which falls back to {@link targetFd} for the rest.
+ * Never throws.
+ */
+export function tcpSocketFd(socket: net.Socket): number {
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle === null || handle === undefined) return -1;
+  const fd = handle.fd;
+  if (typeof fd !== 'number' || !(fd >= 0) || fd > FD_MAX || !Number.isInteger(fd)) return -1;
+  return isTcpHandle(handle) ? fd : -1;
 }
 
 /** `ERR_SOCKSTATE_NO_FD` for a socket object without an fd, saying why. */

@@ -101,6 +101,17 @@ describe.runIf(native !== null)('what poll(2) says, and why Node\'s flags are ne
       // Not reusable: the probe that names the reason follows.
       expect(counted(() => isReusable(chatty.client))).toEqual({ result: false, poll: 1, probe: 0, tcpInfo: 0 });
       expect(counted(() => reuseReasonWith(chatty.client, null))).toMatchObject({ result: 'dataPending', poll: 1, probe: 1 });
+      // maxSilentMs takes the peer's silence from the probe's own TCP_INFO
+      // read: one probe, no second tcpInfo().
+      const silent = counted(() => checkReusable(idle.client, { maxSilentMs: 60_000 }));
+      expect(silent).toMatchObject({ poll: 0, probe: 1, tcpInfo: 0 });
+      expect(silent.result).toMatchObject({ reusable: true, reason: 'idle' });
+      const silentMs = (silent.result as { silentMs: number }).silentMs;
+      // The same clocks tcpInfo() reads, a moment later.
+      const info = tcpInfo(idle.client);
+      expect(silentMs).toBeGreaterThanOrEqual(0);
+      expect(silentMs).toBeLessThanOrEqual(Math.min(info.lastDataRecv, info.lastAckRecv));
+      expect(counted(() => checkReusable(idle.client, { maxSilentMs: 0 }))).toMatchObject({ probe: 1, tcpInfo: 0 });
     } finally {
       Object.assign(binding, originals);
     }
