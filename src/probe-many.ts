@@ -9,7 +9,7 @@ import { flagsState } from './flags';
 import { type KernelProbe, kernel, withSocketFlags } from './kernel';
 import { native, unsupported } from './native';
 import type { ConnectionState } from './state';
-import { type Target, targetFd } from './target';
+import { lastHandle, type Target, targetFd } from './target';
 
 /** A {@link probeMany} entry for a target that was probed (or answered from flags). */
 export interface ProbedState extends ConnectionState {
@@ -89,25 +89,17 @@ function unsupportedRawFd(index: number): SockstateError {
   return unsupported(`probeMany() with a raw fd (targets[${index}])`);
 }
 
-// The handle a socket object held when its fd was read. targetFd() is the
-// one reader of `_handle` for the fd; this second read only keeps the
-// object, so that the fd can be tied to the handle that owned it (see
-// probeMany). Whatever it returns is checked before use.
-function heldHandle(target: net.Socket | net.Server): unknown {
-  return (target as unknown as { _handle?: unknown })._handle;
-}
-
 // Whether `handle` still holds `fd`. A libuv handle keeps its fd from open
 // to close and never gets one back once closed (its fd then reads
 // negative), so a handle that holds `fd` after the probe held it, without a
 // gap, since it was read: the probe saw that handle's socket.
-function stillHolds(handle: unknown, fd: number): boolean {
+export function stillHolds(handle: unknown, fd: number): boolean {
   return typeof handle === 'object' && handle !== null && (handle as { fd?: unknown }).fd === fd;
 }
 
 // The connectionState() answer for one target, its fd read and probed in
 // one step, as an entry: for a target whose socket changed during the sweep.
-function probeNow(target: net.Socket | net.Server, index: number, probe: KernelProbe): ProbeManyEntry {
+export function probeNow(target: net.Socket | net.Server, index: number, probe: KernelProbe): ProbeManyEntry {
   const fd = targetFd(target, `targets[${index}]`);
   if (fd < 0) return flagsState(target);
   try {
@@ -195,7 +187,7 @@ export function probeMany(targets: readonly Target[]): ProbeManyEntry[] {
         scratch.fds[i] = fd;
         scratch.viaKernel[i] = 1;
         result[i] = target!;
-        if (typeof target !== 'number') handles[i] = heldHandle(target as net.Socket | net.Server);
+        if (typeof target !== 'number') handles[i] = lastHandle();
         kernelCount++;
       } else {
         if (typeof target === 'number') throw unsupportedRawFd(i);

@@ -9,9 +9,9 @@ import { codedError, type SockstateError, systemError } from './errors';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
 import { native, unsupported } from './native';
-import { checkTargets, failure, type ProbeFailure, type ProbeManyEntry } from './probe-many';
+import { checkTargets, failure, type ProbeFailure, type ProbeManyEntry, probeNow, stillHolds } from './probe-many';
 import type { ConnectionState } from './state';
-import { type Target, targetFd } from './target';
+import { lastHandle, type Target, targetFd } from './target';
 
 /**
  * How many targets are handled per turn of the event loop on the main
@@ -85,6 +85,8 @@ async function sweepTargets(targets: readonly Target[]): Promise<ProbeManyEntry[
   const fds = new Int32Array(n);
   const cookies = new BigUint64Array(n);
   const index = new Int32Array(n);
+  // The handle each socket object's fd was read from; undefined for raw fds.
+  const handles = new Array<unknown>(n);
   const chunkFds = new Int32Array(Math.min(n, SWEEP_CHUNK));
   let rows = 0;
   for (let start = 0; start < n; start += SWEEP_CHUNK) {
@@ -102,14 +104,26 @@ async function sweepTargets(targets: readonly Target[]): Promise<ProbeManyEntry[
         continue;
       }
       chunkFds[count++] = fd;
+      handles[rows] = typeof target === 'number' ? undefined : lastHandle();
       index[rows] = i;
       fds[rows++] = fd;
     }
     native.cookies(chunkFds.subarray(0, count), cookies, first);
     for (let k = first; k < rows; k++) {
+      const i = index[k]!;
+      const target = targets[i]!;
+      // Code run while the chunk's targets were read (a getter on a target)
+      // may have closed one read earlier and let another socket take its fd
+      // number before the cookies were read: a socket object whose handle
+      // no longer holds its fd is answered on its own, in one step. From
+      // here on the cookie ties each row to the socket it was read from.
+      if (typeof target !== 'number' && !stillHolds(handles[k], fds[k]!)) {
+        result[i] = probeNow(target, i, kernel);
+        fds[k] = -1;
+        continue;
+      }
       if (cookies[k] !== 0n) continue;
       // No cookie (closed fd, not a socket): probe it now, as probeMany would.
-      const i = index[k]!;
       let state: ConnectionState | ProbeFailure;
       try {
         state = kernel.state(fds[k]!);

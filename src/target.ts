@@ -15,6 +15,19 @@ export const NO_FD = -2;
 const FD_MAX = 0x7fffffff;
 const TARGET_TYPES = 'an instance of net.Socket, tls.TLSSocket or net.Server, or a file descriptor number';
 
+// The handle the last targetFd() call read from a socket object.
+let handleRead: unknown = null;
+
+/**
+ * The handle object the latest {@link targetFd} call on a socket object
+ * read its fd from (null or undefined when it had none): for callers that
+ * must later tell whether that same handle still holds the fd, without
+ * reading `_handle` again (a getter there may run code).
+ */
+export function lastHandle(): unknown {
+  return handleRead;
+}
+
 /**
  * With {@link tcpSocketFd}, the only place that reads `_handle`: called at the start of every public
  * call, so the fd is never kept between calls (fds are reused at once after
@@ -40,6 +53,7 @@ export function targetFd(target: unknown, name: string): number {
       }
     }
     const handle = (target as unknown as { _handle?: { fd?: unknown } | null })._handle;
+    handleRead = handle;
     if (handle === null || handle === undefined) return NO_HANDLE;
     const fd = handle.fd;
     if (typeof fd !== 'number' || !(fd >= 0)) return NO_FD;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { connectionState, probeMany } from '../src/index';
+import { connectionState, probeMany, probeManyAsync } from '../src/index';
 import { native } from '../src/native';
 import { caught } from './helpers/errors';
 import { perTestCleanup, waitFor } from './helpers/sockets';
@@ -204,6 +204,34 @@ describe.runIf(native !== null)('probeMany: a target closed while the targets ar
     expect(entries[0]!.error).toBeUndefined();
     expect(entries[1]).toMatchObject({ status: 'open', tcpState: 'ESTABLISHED', source: 'kernel' });
     expect(entries[1]).toEqual(connectionState(other));
+  });
+
+  it('probeManyAsync: a target whose _handle getter closes an earlier target as the chunk is read: that target gets its own answer', async () => {
+    const first = await pair();
+    const second = await pair();
+    const victim = first.client;
+    const victimFd = fdOf(victim);
+    fillFdHolesBelow(victimFd);
+    const file = path.join(tempDir(), 'l');
+    let listener: net.Server | undefined;
+    let reads = 0;
+    // The first read validates the targets; the second, as the chunk's fds
+    // are read, comes after the victim's fd and before the cookies.
+    const hostile = new Proxy(second.client, {
+      get(socket, key) {
+        if (key === '_handle' && ++reads === 2) {
+          victim.destroy();
+          listener = unixListener(file);
+        }
+        return Reflect.get(socket, key, socket) as unknown;
+      },
+    });
+    const entries = await probeManyAsync([victim, hostile]);
+    expect(listener).toBeDefined();
+    expect(fdOf(listener!)).toBe(victimFd);
+    expect(entries[0]).toMatchObject({ status: 'closed', tcpState: null, source: 'flags' });
+    expect(entries[0]).toEqual(connectionState(victim));
+    expect(entries[1]).toMatchObject({ status: 'open', tcpState: 'ESTABLISHED', source: 'kernel' });
   });
 
   it('a Proxy over the array: the same', async () => {
