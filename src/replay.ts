@@ -7,11 +7,15 @@
  * destroyed (in `_destroy`, before Node closes the fd). The request is
  * proven undelivered when, between the two:
  *
- * - the peer's FIN arrived: `bytesReceived` grew by exactly one, and that
- *   one is no data byte (none reached Node, none waits in the kernel);
- * - that FIN acknowledged none of the request: `bytesAcked` did not move;
- * - the request was written on that connection and nothing of a response
- *   came.
+ * - the peer's FIN arrived: `bytesReceived` grew by exactly one more than
+ *   the bytes Node read from the connection and the bytes still unread in
+ *   the kernel (a TLS close_notify before the FIN is read by Node's TLS
+ *   layer, and counts as read);
+ * - nothing the peer sent acknowledged any of the request: `bytesAcked`
+ *   did not move (every segment a TCP stack sends after receiving bytes
+ *   acknowledges them, its FIN included);
+ * - the request was written on that connection and no response to it
+ *   began.
  *
  * The server had then closed its socket before its kernel saw a byte of
  * the request, and a closed socket reads nothing more. Acknowledgements
@@ -24,7 +28,7 @@
 import type * as net from 'node:net';
 import { kernel } from './kernel';
 import { native } from './native';
-import { targetFd } from './target';
+import { targetFd, tcpBytesRead } from './target';
 
 /**
  * What a guard knows about one request written on a reused connection.
@@ -38,7 +42,7 @@ export interface RequestWatch {
   readonly acked: number;
   /** `tcpi_bytes_received` right before the request was written. */
   readonly received: number;
-  /** `socket.bytesRead` (what Node read) at the same moment. */
+  /** What Node had read from the TCP connection at the same moment (encrypted bytes under TLS). */
   readonly read: number;
   /** `socket.bytesWritten` at the same moment: more later means the request went out here. */
   readonly written: number;
@@ -52,6 +56,8 @@ export interface RequestWatch {
   finalReceived: number;
   /** Bytes waiting unread in the kernel then (SIOCINQ, the FIN not counted). */
   finalUnread: number;
+  /** What Node had read from the TCP connection then. */
+  finalRead: number;
   /** Whether Node had handed bytes of this request to the connection by then. */
   wroteHere: boolean;
 }
@@ -88,13 +94,14 @@ export function watchRequest(socket: net.Socket): RequestWatch | null {
     socket,
     acked,
     received,
-    read: socket.bytesRead,
+    read: tcpBytesRead(socket),
     written: socket.bytesWritten,
     responded: false,
     taken: false,
     finalAcked: Number.NaN,
     finalReceived: Number.NaN,
     finalUnread: Number.NaN,
+    finalRead: Number.NaN,
     wroteHere: false,
   };
   const watched = socket as Watched;
@@ -141,6 +148,7 @@ function takeFinal(watch: RequestWatch): void {
   }
   watch.finalAcked = acked;
   watch.finalReceived = received;
+  watch.finalRead = tcpBytesRead(watch.socket);
 }
 
 /**
@@ -165,13 +173,22 @@ export function provenUndelivered(watch: RequestWatch): boolean {
     if (socket[kWatch] === watch) socket[kWatch] = undefined;
     takeFinal(watch);
   }
-  return (
-    watch.wroteHere &&
-    watch.socket.bytesRead === watch.read &&
-    watch.finalAcked === watch.acked &&
-    watch.finalReceived === watch.received + 1 &&
-    watch.finalUnread === 0
-  );
+  return undelivered(watch);
+}
+
+/** The figures {@link undelivered} judges. */
+export type Figures = Pick<RequestWatch, 'responded' | 'wroteHere' | 'acked' | 'received' | 'read' | 'finalAcked' | 'finalReceived' | 'finalUnread' | 'finalRead'>;
+
+/**
+ * The rule itself, on figures taken before the request was written and
+ * when its connection died: see the module's description. Any figure that
+ * could not be read (NaN) makes it false.
+ */
+export function undelivered(f: Figures): boolean {
+  if (f.responded || !f.wroteHere || f.finalAcked !== f.acked) return false;
+  // What arrived beyond what Node read and what waits unread: the FIN, one
+  // sequence number, and nothing else.
+  return f.finalReceived - f.received - (f.finalRead - f.read) - f.finalUnread === 1;
 }
 
 // Errors of requests the kernel proved undelivered. Weak: an error lives

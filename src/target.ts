@@ -29,7 +29,7 @@ export function lastHandle(): unknown {
 }
 
 /**
- * With {@link tcpSocketFd}, the only place that reads `_handle`: called at the start of every public
+ * With {@link tcpSocketFd} and {@link tcpBytesRead}, the only place that reads `_handle`: called at the start of every public
  * call, so the fd is never kept between calls (fds are reused at once after
  * `destroy()`). Returns the fd, or {@link NO_HANDLE} / {@link NO_FD}.
  *
@@ -94,6 +94,19 @@ export function tcpSocketFd(socket: net.Socket): number {
   const fd = handle.fd;
   if (typeof fd !== 'number' || !(fd >= 0) || fd > FD_MAX || !Number.isInteger(fd)) return -1;
   return isTcpHandle(handle) ? fd : -1;
+}
+
+/**
+ * The bytes Node has read from the socket's TCP connection (its TCP
+ * handle's count, under TLS the encrypted bytes, not the decrypted ones
+ * `socket.bytesRead` counts), or NaN when the socket has no TCP handle.
+ * Never throws.
+ */
+export function tcpBytesRead(socket: net.Socket): number {
+  const handle = (socket as unknown as { _handle?: (Handle & { bytesRead?: unknown; _parent?: { bytesRead?: unknown } }) | null })._handle;
+  if (handle === null || handle === undefined || !isTcpHandle(handle)) return Number.NaN;
+  const count = handle.constructor.name === 'TCP' ? handle.bytesRead : handle._parent?.bytesRead;
+  return typeof count === 'number' ? count : Number.NaN;
 }
 
 /** `ERR_SOCKSTATE_NO_FD` for a socket object without an fd, saying why. */

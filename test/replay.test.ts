@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent as HttpAgent, HttpsAgent } from '../src/agent';
 import { CONNECTION_CHANNEL, type ConnectionMessage, REPLAY_CHANNEL, type ReplayMessage } from '../src/channel';
 import { connectionState } from '../src/index';
-import { isReplaySafe } from '../src/replay';
+import { type Figures, isReplaySafe, undelivered } from '../src/replay';
 import { guardUndici, type UndiciModule } from '../src/undici/guard';
 import { fixtures } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
@@ -26,6 +26,37 @@ import { makeCertificate } from './helpers/tls';
 // server's FIN is in our kernel. The request then goes out on a connection
 // the server has closed, whose kernel answers with a reset. The server, in
 // a child process, counts by id every request its application read.
+
+describe('the rule, on the kernel figures taken before the write and at death', () => {
+  // A reused connection: 1,000 bytes acknowledged and 2,000 received so far.
+  const base: Figures = {
+    responded: false,
+    wroteHere: true,
+    acked: 1000,
+    received: 2000,
+    read: 2000,
+    finalAcked: 1000,
+    finalReceived: 2001,
+    finalUnread: 0,
+    finalRead: 2000,
+  };
+  it.each<[string, Partial<Figures>, boolean]>([
+    ['the FIN alone arrived, acknowledging nothing of the request', {}, true],
+    ['the FIN arrived after bytes Node read (a TLS close_notify)', { finalReceived: 2025, finalRead: 2024 }, true],
+    ['the FIN and bytes still unread in the kernel', { finalReceived: 2004, finalUnread: 3 }, true],
+    ['one byte of data and no FIN, unread', { finalUnread: 1 }, false],
+    ['one byte of data and no FIN, read by Node', { finalRead: 2001 }, false],
+    ['a reset with nothing before it (the server read the request, then reset)', { finalReceived: 2000 }, false],
+    ['the FIN acknowledged part of the request', { finalAcked: 1010 }, false],
+    ['the FIN acknowledged all of it', { finalAcked: 1101 }, false],
+    ['a response to it began', { responded: true }, false],
+    ['the request never went out on this connection', { wroteHere: false }, false],
+    ['a figure could not be read', { finalReceived: Number.NaN }, false],
+    ['the bytes Node read are unknown', { read: Number.NaN, finalRead: Number.NaN }, false],
+  ])('%s', (_name, change, expected) => {
+    expect(undelivered({ ...base, ...change })).toBe(expected);
+  });
+});
 
 const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number) as [number, number];
 const undici8Runs = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19);
