@@ -205,13 +205,13 @@ describe.each(majors)('$pkg: POSTs raced by the server closing first', ({ pkg, r
   for (const scheme of ['http', 'https'] as const) {
     it.runIf(runs)(`${scheme}: stock fails every raced POST; guarded sends each again once, and the server reads each exactly once`, async () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const undici = require(pkg) as UndiciModule & { Agent: new (o?: object) => Dispatcher };
+      const undici = require(pkg) as UndiciModule;
       const guarded = guardUndici(undici);
       const server = await startServer(scheme === 'https' ? { tls: certificate } : {});
       const race = new Race(server);
       const connect = { rejectUnauthorized: false };
       try {
-        const stock = new undici.Agent({ connect });
+        const stock = new undici.Agent({ connect }) as unknown as Dispatcher;
         await post(stock, server, ['stock-warm']);
         race.armed = true;
         const stockRun = await post(stock, server, ids('stock-', 10));
@@ -290,7 +290,7 @@ describe('fetch() through a guarded Agent', () => {
         headers: { 'x-id': id },
         body: JSON.stringify({ id }),
         dispatcher: agent,
-      } as RequestInit);
+      } as unknown as RequestInit);
       return (await res.text()).trim();
     };
     try {
@@ -311,11 +311,11 @@ describe('fetch() through a guarded Agent', () => {
 
       // With replay off, fetch's TypeError carries the verdict in its cause.
       const off = new guarded.Agent({ replay: false }) as unknown as Dispatcher;
-      const res = await fetch(`${server.origin}/`, { method: 'POST', headers: { 'x-id': 'off-warm' }, body: 'x', dispatcher: off } as RequestInit);
+      const res = await fetch(`${server.origin}/`, { method: 'POST', headers: { 'x-id': 'off-warm' }, body: 'x', dispatcher: off } as unknown as RequestInit);
       await res.text();
       await new Promise(setImmediate);
       race.armed = true;
-      const err = await fetch(`${server.origin}/`, { method: 'POST', headers: { 'x-id': 'off' }, body: 'x', dispatcher: off } as RequestInit).then(
+      const err = await fetch(`${server.origin}/`, { method: 'POST', headers: { 'x-id': 'off' }, body: 'x', dispatcher: off } as unknown as RequestInit).then(
         () => null,
         (e: unknown) => e,
       );
@@ -440,7 +440,8 @@ describe('what is never replayed', () => {
     const counts = await server.counts();
     expect(counts['pipe-1']).toBe(1);
     expect(counts['pipe-2'] ?? 0).toBeLessThanOrEqual(1);
-    if (settled[1]!.status === 'rejected') expect(isReplaySafe(settled[1].reason)).toBe(false);
+    const second = settled[1]!;
+    if (second.status === 'rejected') expect(isReplaySafe(second.reason)).toBe(false);
     await client.close();
   });
 });
