@@ -33,7 +33,7 @@ export {
 } from './sockopt';
 export type { KeepAliveOptions, KeepAliveSettings } from './sockopt';
 export { checkReusable, isReusable } from './reuse';
-export type { ReuseOptions, ReuseReason, ReuseVerdict } from './reuse';
+export type { ReuseOptions, ReuseReason, ReuseVerdict, UnreadData } from './reuse';
 export { ConnectionWatcher, watch } from './watch';
 export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './watch';
 export type { SockstateErrorCode, SystemErrorCode } from './errors';
