@@ -15,7 +15,7 @@ import type * as undici from 'undici';
 import { codedError } from './errors';
 import { requirePeer } from './peer';
 import type { ReuseOptions } from './reuse';
-import { type GuardedUndici, guardUndici, type UndiciModule } from './undici/guard';
+import { bindPublic, type GuardedUndici, guardUndici, type UndiciModule } from './undici/guard';
 
 export type { ReuseOptions } from './reuse';
 
@@ -41,12 +41,32 @@ export interface GuardOptions {
   readonly replay?: boolean;
 }
 
-/** {@link Agent} options: `undici.Agent.Options` without `factory`, plus {@link GuardOptions}. */
-export type AgentOptions = Omit<undici.Agent.Options, 'factory'> & GuardOptions;
-/** {@link Pool} options: `undici.Pool.Options` without `factory`, plus {@link GuardOptions}. */
-export type PoolOptions = Omit<undici.Pool.Options, 'factory'> & GuardOptions;
+/**
+ * {@link Agent} options: `undici.Agent.Options` plus {@link GuardOptions}.
+ * A `factory` is called as undici calls it, and what it returns is guarded
+ * too: a sockstate dispatcher it creates without `reuse` or `replay` of its
+ * own follows this one's and counts here; an undici `Client`, or the
+ * Clients an undici `Pool` it returns connects, get the same check, when
+ * they come from the `undici` that `sockstate/undici` loaded (for any
+ * other, a warning says their connections are not checked).
+ */
+export type AgentOptions = undici.Agent.Options & GuardOptions;
+/** {@link Pool} options: `undici.Pool.Options` plus {@link GuardOptions}; `factory` as for {@link AgentOptions}. */
+export type PoolOptions = undici.Pool.Options & GuardOptions;
 /** {@link Client} options: `undici.Client.Options` plus {@link GuardOptions}. */
 export type ClientOptions = undici.Client.Options & GuardOptions;
+/** {@link BalancedPool} options: `undici.Pool.Options` plus {@link GuardOptions}; `factory` as for {@link AgentOptions}. */
+export type BalancedPoolOptions = undici.Pool.Options & GuardOptions;
+/** {@link RoundRobinPool} options: `undici.RoundRobinPool.Options` plus {@link GuardOptions}; `factory` as for {@link AgentOptions}. */
+export type RoundRobinPoolOptions = undici.RoundRobinPool.Options & GuardOptions;
+/**
+ * {@link ProxyAgent} options: `undici.ProxyAgent.Options` plus
+ * {@link GuardOptions}; `factory` and `clientFactory` as `factory` for
+ * {@link AgentOptions}.
+ */
+export type ProxyAgentOptions = undici.ProxyAgent.Options & GuardOptions;
+/** {@link EnvHttpProxyAgent} options: `undici.EnvHttpProxyAgent.Options` plus {@link GuardOptions}; factories as for {@link ProxyAgentOptions}. */
+export type EnvHttpProxyAgentOptions = undici.EnvHttpProxyAgent.Options & GuardOptions;
 
 /** What every guarded dispatcher exposes besides undici's own interface. */
 export interface Guarded {
@@ -74,17 +94,27 @@ export interface Agent extends undici.Agent, Guarded {}
 export interface Pool extends undici.Pool, Guarded {}
 /** A guarded `undici.Client`; see {@link Client}. */
 export interface Client extends undici.Client, Guarded {}
+/** A guarded `undici.BalancedPool`; see {@link BalancedPool}. */
+export interface BalancedPool extends undici.BalancedPool, Guarded {}
+/** A guarded `undici.RoundRobinPool`; see {@link RoundRobinPool}. */
+export interface RoundRobinPool extends undici.RoundRobinPool, Guarded {}
+/** A guarded `undici.ProxyAgent`; see {@link ProxyAgent}. */
+export interface ProxyAgent extends undici.ProxyAgent, Guarded {}
+/** A guarded `undici.EnvHttpProxyAgent`; see {@link EnvHttpProxyAgent}. */
+export interface EnvHttpProxyAgent extends undici.EnvHttpProxyAgent, Guarded {}
 
 /** The constructor of {@link Agent}. */
 export interface AgentConstructor {
   /**
    * @param options - `undici.Agent` options plus {@link GuardOptions}.
    * @throws TypeError `ERR_INVALID_ARG_TYPE` / RangeError
-   *   `ERR_OUT_OF_RANGE` for bad `options` or `options.reuse`;
-   *   `ERR_INVALID_ARG_VALUE` for `options.factory`.
+   *   `ERR_OUT_OF_RANGE` for bad `options`, `options.reuse` or
+   *   `options.replay`; undici's own `InvalidArgumentError`
+   *   (`UND_ERR_INVALID_ARG`) for bad undici options, `factory` included.
    * @throws SockstateError `ERR_SOCKSTATE_PEER_MISSING` when undici is not
    *   installed; `ERR_SOCKSTATE_PEER_UNSUPPORTED` when the installed undici
-   *   is outside `>=6 <9` or cannot run on this Node (undici 8 on Node 20).
+   *   is outside `>=6 <9`, cannot run on this Node (undici 8 on Node 20),
+   *   or has no such class (`RoundRobinPool` on undici 6).
    */
   new (options?: AgentOptions): Agent;
   readonly prototype: Agent;
@@ -109,12 +139,72 @@ export interface ClientConstructor {
   new (origin: string | URL, options?: ClientOptions): Client;
   readonly prototype: Client;
 }
+/** The constructor of {@link BalancedPool}. */
+export interface BalancedPoolConstructor {
+  /**
+   * @param upstreams - The upstream origins, as for `undici.BalancedPool`.
+   * @param options - `undici.Pool` options plus {@link GuardOptions}.
+   * @throws As {@link AgentConstructor}.
+   */
+  new (upstreams?: string | URL | readonly (string | URL)[], options?: BalancedPoolOptions): BalancedPool;
+  readonly prototype: BalancedPool;
+}
+/** The constructor of {@link RoundRobinPool}. */
+export interface RoundRobinPoolConstructor {
+  /**
+   * @param origin - The origin, as for `undici.RoundRobinPool`.
+   * @param options - `undici.RoundRobinPool` options plus {@link GuardOptions}.
+   * @throws As {@link AgentConstructor}; `ERR_SOCKSTATE_PEER_UNSUPPORTED`
+   *   on undici 6, which has no RoundRobinPool.
+   */
+  new (origin: string | URL, options?: RoundRobinPoolOptions): RoundRobinPool;
+  readonly prototype: RoundRobinPool;
+}
+/** The constructor of {@link ProxyAgent}. */
+export interface ProxyAgentConstructor {
+  /**
+   * @param options - The proxy URL, or `undici.ProxyAgent` options plus
+   *   {@link GuardOptions}.
+   * @throws As {@link AgentConstructor}.
+   */
+  new (options: string | URL | ProxyAgentOptions): ProxyAgent;
+  readonly prototype: ProxyAgent;
+}
+/** The constructor of {@link EnvHttpProxyAgent}. */
+export interface EnvHttpProxyAgentConstructor {
+  /**
+   * @param options - `undici.EnvHttpProxyAgent` options plus {@link GuardOptions}.
+   * @throws As {@link AgentConstructor}.
+   */
+  new (options?: EnvHttpProxyAgentOptions): EnvHttpProxyAgent;
+  readonly prototype: EnvHttpProxyAgent;
+}
 
 let loaded: GuardedUndici | null = null;
+let loadedVersion = '';
 
+// Each public class, by name, for wiring once undici is loaded.
+const lazies = new Map<keyof GuardedUndici, new (...args: unknown[]) => object>();
+
+/**
+ * Loads undici and builds the guarded classes, then puts each public
+ * class's prototype over its guarded one, all at once: the Clients and
+ * Pools a guarded Agent or Pool creates are then instances of the public
+ * classes too, whichever one the user constructed first.
+ */
 function guarded(): GuardedUndici {
-  loaded ??= guardUndici(loadUndici());
-  return loaded;
+  if (loaded !== null) return loaded;
+  const module = loadUndici();
+  const classes = guardUndici(module);
+  for (const [name, Lazy] of lazies) {
+    const Real = classes[name];
+    if (Real === undefined || Object.getPrototypeOf(Lazy.prototype) === Real.prototype) continue;
+    Object.setPrototypeOf(Lazy.prototype, Real.prototype);
+    Object.setPrototypeOf(Lazy, Real);
+  }
+  bindPublic(module, { Client: lazies.get('Client'), Pool: lazies.get('Pool'), Agent: lazies.get('Agent'), ProxyAgent: lazies.get('ProxyAgent') });
+  loaded = classes;
+  return classes;
 }
 
 // Where undici keeps the global dispatcher (undici 6 reads the first, 7
@@ -138,6 +228,7 @@ function loadUndici(): UndiciModule {
     // Not installed: requirePeer() below says so with its own code.
   }
   if (manifest !== undefined) checkUndici(manifest);
+  loadedVersion = typeof manifest?.version === 'string' ? manifest.version : '';
   const before = GLOBAL_DISPATCHERS.map((key) => (globalThis as Record<symbol, unknown>)[key]);
   const module = requirePeer<UndiciModule>('undici', 'sockstate/undici');
   GLOBAL_DISPATCHERS.forEach((key, i) => {
@@ -178,20 +269,22 @@ function checkUndici(manifest: { version?: unknown; engines?: { node?: unknown }
 }
 
 // A class that exists before undici is loaded: its first construction
-// loads undici, builds the guarded class and puts it under this one's
-// prototype, so `instanceof`, subclassing and undici's own methods work.
+// loads undici, builds the guarded classes and puts each public one over
+// its guarded one, so `instanceof`, subclassing and undici's own methods
+// work.
 function lazyClass(name: keyof GuardedUndici): new (...args: unknown[]) => object {
   const Lazy = function (this: unknown, ...args: unknown[]): object {
     if (new.target === undefined) throw new TypeError(`Class constructor ${name} cannot be invoked without 'new'`);
     const Real = guarded()[name];
-    if (Object.getPrototypeOf(Lazy.prototype) !== Real.prototype) {
-      Object.setPrototypeOf(Lazy.prototype, Real.prototype);
-      Object.setPrototypeOf(Lazy, Real);
+    if (Real === undefined) {
+      throw codedError('ERR_SOCKSTATE_PEER_UNSUPPORTED', `sockstate/undici: the installed undici ${loadedVersion || '(of unknown version)'} has no ${name}`);
     }
     return Reflect.construct(Real, args, new.target) as object;
   };
   Object.defineProperty(Lazy, 'name', { value: name });
-  return Lazy as unknown as new (...args: unknown[]) => object;
+  const Public = Lazy as unknown as new (...args: unknown[]) => object;
+  lazies.set(name, Public);
+  return Public;
 }
 
 /**
@@ -226,3 +319,33 @@ export const Pool: PoolConstructor = lazyClass('Pool') as unknown as PoolConstru
  * flight, i.e. when the request goes out at once on the idle connection.
  */
 export const Client: ClientConstructor = lazyClass('Client') as unknown as ClientConstructor;
+
+/**
+ * A drop-in `undici.BalancedPool` with the same guard as {@link Agent} on
+ * the connections of each upstream's Pool.
+ */
+export const BalancedPool: BalancedPoolConstructor = lazyClass('BalancedPool') as unknown as BalancedPoolConstructor;
+
+/**
+ * A drop-in `undici.RoundRobinPool` with the same guard as {@link Agent}.
+ * undici 7 and later: on undici 6, which has none, constructing one throws
+ * `ERR_SOCKSTATE_PEER_UNSUPPORTED`.
+ */
+export const RoundRobinPool: RoundRobinPoolConstructor = lazyClass('RoundRobinPool') as unknown as RoundRobinPoolConstructor;
+
+/**
+ * A drop-in `undici.ProxyAgent` with the same guard as {@link Agent}.
+ * Behind a proxy the kept-alive connection is the one to the proxy (an
+ * HTTPS origin's TLS runs over it, through a CONNECT tunnel): that is the
+ * socket checked. A request sent again goes out on the same Client, never
+ * back through the agent.
+ */
+export const ProxyAgent: ProxyAgentConstructor = lazyClass('ProxyAgent') as unknown as ProxyAgentConstructor;
+
+/**
+ * A drop-in `undici.EnvHttpProxyAgent` (the proxy from `HTTP_PROXY`,
+ * `HTTPS_PROXY` and `NO_PROXY`, as Node's `fetch()` uses it under
+ * `NODE_USE_ENV_PROXY`) with the same guard as {@link ProxyAgent} on
+ * proxied connections and as {@link Agent} on direct ones.
+ */
+export const EnvHttpProxyAgent: EnvHttpProxyAgentConstructor = lazyClass('EnvHttpProxyAgent') as unknown as EnvHttpProxyAgentConstructor;

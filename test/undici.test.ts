@@ -292,7 +292,9 @@ describe.each(majors.map((m) => ({ ...m, why: skipReason(m) })))('undici $versio
       ['options.reuse.maxSilentMs', () => new Agent({ reuse: { maxSilentMs: -1 } }), 'ERR_OUT_OF_RANGE', RangeError, /"options.reuse.maxSilentMs"/],
       ['options.reuse.maxSilentMs type', () => new Pool('http://127.0.0.1:1', { reuse: { maxSilentMs: '5' } }), 'ERR_INVALID_ARG_TYPE', TypeError, /"options.reuse.maxSilentMs" argument/],
       ['options.reuse.allowStalled', () => new Client('http://127.0.0.1:1', { reuse: { allowStalled: 1 } }), 'ERR_INVALID_ARG_TYPE', TypeError, /"options.reuse.allowStalled" argument/],
-      ['options.factory', () => new Agent({ factory: () => null }), 'ERR_INVALID_ARG_VALUE', TypeError, /'options.factory'/],
+      // A factory is the user's to give; what is not a function, undici refuses as its own does.
+      ['options.factory', () => new Agent({ factory: 'x' }), 'UND_ERR_INVALID_ARG', Error, /^factory must be a function\.$/],
+      ['options.replay', () => new Agent({ replay: 'yes' }), 'ERR_INVALID_ARG_TYPE', TypeError, /"options.replay" argument must be of type boolean/],
     ])('%s: %s', (_name, make, code, type, message) => {
       const err = caught(make);
       expect(err).toBeInstanceOf(type);
