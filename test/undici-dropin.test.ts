@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connectionState } from '../src/index';
 import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
 import { Agent, BalancedPool, Client, EnvHttpProxyAgent, Pool, ProxyAgent, RoundRobinPool } from '../src/undici';
+import { guardUndici, type UndiciModule } from '../src/undici/guard';
 import { spinUntilPeerClosed } from './helpers/http-agent';
 import { listen } from './helpers/sockets';
 
@@ -399,5 +400,46 @@ describe('a server that speaks first', () => {
     // Stock on connection 1; sockstate connected 2, evicted it, sent on 3.
     expect(results).toEqual(['408 ', '200 conn-3']);
     expect(guarded.staleSocketsDestroyed).toBe(1);
+  });
+});
+
+// The same classes built over each major the package claims.
+const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number) as [number, number];
+const undici8Runs = nodeMajor > 22 || (nodeMajor === 22 && nodeMinor >= 19);
+
+describe.each([
+  { pkg: 'undici6', runs: true },
+  { pkg: 'undici7', runs: true },
+  { pkg: 'undici8', runs: undici8Runs },
+])('$pkg', ({ pkg, runs }) => {
+  it.runIf(runs)('ProxyAgent, BalancedPool and a Pool with a factory are guarded; RoundRobinPool exists from undici 7 on', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const module = require(pkg) as UndiciModule & typeof undici;
+    const guarded = guardUndici(module);
+    expect(guarded.RoundRobinPool === undefined).toBe(pkg === 'undici6');
+    const up = await upstream('a');
+    const proxy = await startProxy();
+    cleanups.push(() => proxy.close());
+    const dispatchers = [
+      new guarded.ProxyAgent!({ uri: `http://127.0.0.1:${proxy.port}` }),
+      new guarded.BalancedPool!([up.origin]),
+      new guarded.Pool(up.origin, { factory: (origin: string, opts: object) => new module.Client(origin, opts) }),
+    ] as unknown as Dispatcher[];
+    const results: unknown[] = [];
+    for (const d of dispatchers) {
+      cleanups.push(() => d.close());
+      const { sockets, checks } = observe(d);
+      const request = async (path: string): Promise<string> => {
+        const res = await d.request({ origin: up.origin, path, method: 'GET' });
+        return `${res.statusCode} ${await res.body.text()}`;
+      };
+      const first = await request('/1');
+      await settle();
+      for (const s of [...proxy.clients, ...up.sockets]) s.destroy();
+      for (const s of sockets) if (!s.destroyed) spinUntilPeerClosed(s);
+      const second = await request('/2');
+      results.push([first, second, d.staleSocketsDestroyed, checks.filter((c) => !c.reusable).map((c) => c.reason)]);
+    }
+    expect(results).toEqual(dispatchers.map(() => ['200 a /1', '200 a /2', 1, ['closed']]));
   });
 });

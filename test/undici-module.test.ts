@@ -129,6 +129,44 @@ describe('sockstate/undici', () => {
     }
   });
 
+  it('undici 6: BalancedPool, ProxyAgent and EnvHttpProxyAgent load; RoundRobinPool, which undici 6 lacks, is ERR_SOCKSTATE_PEER_UNSUPPORTED', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockstate-undici6-'));
+    try {
+      const pkg = path.join(dir, 'node_modules', 'sockstate');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.cpSync(path.join(root, 'lib'), path.join(pkg, 'lib'), { recursive: true });
+      fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'node-gyp-build'), path.join(dir, 'node_modules', 'node-gyp-build'));
+      fs.symlinkSync(path.join(root, 'node_modules', 'undici6'), path.join(dir, 'node_modules', 'undici'));
+      const out = await node(
+        `
+        process.removeAllListeners('warning');
+        const u = require('sockstate/undici');
+        const made = [new u.BalancedPool(['http://127.0.0.1:1']), new u.ProxyAgent('http://127.0.0.1:1'), new u.EnvHttpProxyAgent()];
+        const undici = require('undici');
+        let err;
+        try { new u.RoundRobinPool('http://127.0.0.1:1'); } catch (e) { err = [e.name, e.code, e.message]; }
+        console.log(JSON.stringify({
+          version: require('undici/package.json').version,
+          ours: made.map((d, i) => d instanceof [u.BalancedPool, u.ProxyAgent, u.EnvHttpProxyAgent][i]),
+          theirs: made.map((d, i) => d instanceof [undici.BalancedPool, undici.ProxyAgent, undici.EnvHttpProxyAgent][i]),
+          err,
+        }));
+        Promise.all(made.map((d) => d.close())).then(() => process.exit(0));
+      `,
+        dir,
+      );
+      expect(JSON.parse(out)).toEqual({
+        version: '6.29.1',
+        ours: [true, true, true],
+        theirs: [true, true, true],
+        err: ['SockstateError', 'ERR_SOCKSTATE_PEER_UNSUPPORTED', 'sockstate/undici: the installed undici 6.29.1 has no RoundRobinPool'],
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("without undici installed: require works, the first Agent throws ERR_SOCKSTATE_PEER_MISSING, 'sockstate' is unaffected", async () => {
     // A project where sockstate is installed and undici is not: a copy of
     // the package (no addon: it answers from flags) with its one runtime
