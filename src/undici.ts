@@ -3,8 +3,13 @@
  * `fetch()`, that never write a request on a keep-alive connection the
  * kernel already knows is dead.
  *
+ * Each class is a drop-in for undici's of the same name (`Agent`, `Pool`,
+ * `Client`, `BalancedPool`, `RoundRobinPool`, `ProxyAgent`,
+ * `EnvHttpProxyAgent`): same options, `factory` included, and the
+ * dispatchers it creates inside are instances of these classes.
+ *
  * undici is an optional peer dependency (`>=6 <9`). Requiring this module
- * loads nothing; the first `new Agent()` (or `Pool`, `Client`) loads
+ * loads nothing; the first construction of any of its classes loads
  * `undici`, or throws `ERR_SOCKSTATE_PEER_MISSING` when it is not
  * installed and `ERR_SOCKSTATE_PEER_UNSUPPORTED` when it cannot run here.
  * Loading undici leaves the global dispatcher as it was.
@@ -298,6 +303,12 @@ function lazyClass(name: keyof GuardedUndici): new (...args: unknown[]) => objec
  * Use it per request, `fetch(url, { dispatcher: agent })`, or for every
  * request with undici's `setGlobalDispatcher(new Agent())` (which Node's
  * built-in `fetch()` follows too). HTTP/2 connections are not checked.
+ *
+ * A connection holding bytes nobody asked for is evicted as well
+ * (`dataPending`), even one that has carried no request yet: an HTTP/1.1
+ * server sends nothing unasked but a goodbye (a `408` before it closes an
+ * idle connection), and a request written after it would take it for its
+ * response.
  *
  * A FIN still in flight when the request leaves cannot be seen by any
  * check. When the request then fails before any of a response arrived and
