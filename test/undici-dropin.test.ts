@@ -443,3 +443,37 @@ describe.each([
     expect(results).toEqual(dispatchers.map(() => ['200 a /1', '200 a /2', 1, ['closed']]));
   });
 });
+
+describe.runIf(nodeMajor >= 24)(`Node ${process.versions.node}'s fetch under NODE_USE_ENV_PROXY`, () => {
+  it("setGlobalDispatcher(new EnvHttpProxyAgent()) puts sockstate's in place of Node's own: fetch goes through it to the proxy", async () => {
+    const up = await upstream('a');
+    const proxy = await startProxy();
+    cleanups.push(() => proxy.close());
+    const { execFile } = await import('node:child_process');
+    const script = `
+      const { setGlobalDispatcher } = require('undici');
+      const { EnvHttpProxyAgent } = require('./lib/undici.js');
+      const { CONNECTION_CHANNEL } = require('./lib/channel.js');
+      const agent = new EnvHttpProxyAgent();
+      let announced = 0;
+      require('node:diagnostics_channel').subscribe(CONNECTION_CHANNEL, (m) => { if (m.owner === agent) announced += 1; });
+      setGlobalDispatcher(agent);
+      (async () => {
+        const bodies = [];
+        for (let i = 1; i <= 2; i++) bodies.push(await (await fetch('${up.origin}/' + i)).text());
+        console.log(JSON.stringify({ bodies, stale: agent.staleSocketsDestroyed, announced }));
+        await agent.close();
+      })();
+    `;
+    const env = { ...process.env, NODE_USE_ENV_PROXY: '1', HTTP_PROXY: `http://127.0.0.1:${proxy.port}`, NO_PROXY: '' };
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['-e', script], { cwd: `${__dirname}/..`, env, timeout: 20_000 }, (err, out) => (err ? reject(err) : resolve(out)));
+    });
+    const result = JSON.parse(stdout) as { bodies: string[]; stale: number; announced: number };
+    expect(result).toMatchObject({ bodies: ['a /1', 'a /2'], stale: 0 });
+    // Every tunnel the proxy opened is a connection sockstate's agent made
+    // (the CONNECT itself and the tunnel over it: two announcements each).
+    expect(proxy.tunnels).toBeGreaterThanOrEqual(1);
+    expect(result.announced).toBe(2 * proxy.tunnels);
+  });
+});
