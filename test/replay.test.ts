@@ -8,6 +8,7 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent as HttpAgent, HttpsAgent } from '../src/agent';
@@ -605,6 +606,42 @@ describe('node:http agents', () => {
       }
     });
   }
+
+  it('got and axios-retry as examples/replay-retry.mjs sets them up: a raced POST is sent again and read once; one the server read is not', async () => {
+    type Example = {
+      agent: http.Agent;
+      gotClient: { post(url: string, options: object): { text(): Promise<string> } };
+      axiosClient: { post(url: string, body: string, options: object): Promise<{ data: string }> };
+    };
+    const server = await startServer();
+    const race = raceAgent(server);
+    const example = (await import(pathToFileURL(path.join(__dirname, '..', 'examples', 'replay-retry.mjs')).href)) as Example;
+    const url = `${server.origin}/`;
+    const viaGot = (id: string, mode = 'ok'): Promise<string> => example.gotClient.post(url, { headers: { 'x-id': id, 'x-mode': mode }, body: id }).text();
+    const viaAxios = async (id: string, mode = 'ok'): Promise<string> => (await example.axiosClient.post(url, id, { headers: { 'x-id': id, 'x-mode': mode } })).data;
+    try {
+      for (const [name, send] of [['got', viaGot], ['axios', viaAxios]] as const) {
+        await send(`${name}-warm`);
+        race.armed = true;
+        expect((await send(`${name}-raced`)).trim()).toBe(`${name}-raced`);
+        race.armed = false;
+        // The server read this one, then reset: no retry of a POST.
+        const err = await send(`${name}-read`, 'read-rst').then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ code: 'ECONNRESET' });
+        expect(isReplaySafe(err)).toBe(false);
+      }
+      expect(race.raced).toBe(2);
+      const counts = await server.counts();
+      expect(counts).toMatchObject({ 'got-raced': 1, 'got-read': 1, 'axios-raced': 1, 'axios-read': 1 });
+    } finally {
+      race.stop();
+      example.agent.destroy();
+      await server.stop();
+    }
+  });
 
   it('Agent: a server that read the request and then closed: the error is not replay-safe', async () => {
     const server = await startServer();
