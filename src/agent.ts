@@ -255,7 +255,6 @@ function applyTuning(socket: net.Socket, tuning: Tuning, withUserTimeout: boolea
 }
 
 type Created = stream.Duplex | null | undefined;
-type OnCreate = (err: Error | null, stream: stream.Duplex) => void;
 
 // Node's agents set their own keepalive (keepAliveMsecs idle, libuv's 1 s
 // interval and count of 10): http.Agent just before 'connect' is emitted,
@@ -316,16 +315,15 @@ function waitsForTunnel(socket: object): boolean {
 }
 
 // Node's createConnection() with the tuning and the announcement of each
-// connection. Node's own createConnection() returns the socket; a custom
-// one may deliver it through the callback instead (or as well). The
-// tuning goes to the returned socket: through a proxy tunnel, its TCP
-// connection is the one the tunnel's TLS socket runs over.
-function openConnection(
-  agent: http.Agent,
-  create: (options: http.ClientRequestArgs, callback?: OnCreate) => Created,
-  options: http.ClientRequestArgs,
-  callback: OnCreate | undefined,
-): Created {
+// connection. Every argument goes through as given: http.Agent's is
+// net.createConnection() (`(options[, cb])`, `(port[, host][, cb])`,
+// `(path[, cb])`), https.Agent's takes `(port, host, options)` and
+// `(port, options)` as well, and both take a trailing function as the
+// callback. Node's own createConnection() returns the socket; a custom one
+// may deliver it through the callback instead (or as well). The tuning
+// goes to the returned socket: through a proxy tunnel, its TCP connection
+// is the one the tunnel's TLS socket runs over.
+function openConnection(agent: http.Agent, create: (...args: unknown[]) => Created, args: unknown[]): Created {
   let announced: stream.Duplex | undefined;
   const announce = (socket: unknown): void => {
     if (socket !== announced && typeof socket === 'object' && socket !== null) {
@@ -333,16 +331,18 @@ function openConnection(
       publishConnection(agent, socket);
     }
   };
-  // Passed through unchanged: net.createConnection() makes it a 'connect'
-  // listener, called with no arguments.
-  const onCreate =
-    callback === undefined
-      ? undefined
-      : function (this: unknown, ...args: unknown[]): unknown {
-          if (args[0] == null) announce(args[1]);
-          return (callback as (...a: unknown[]) => unknown).apply(this, args);
-        };
-  const socket = create.call(agent, options, onCreate as OnCreate | undefined);
+  const last = args.length - 1;
+  const callback = args[last];
+  if (typeof callback === 'function') {
+    // Passed through unchanged: net.createConnection() makes it a 'connect'
+    // listener, called with no arguments.
+    args = [...args];
+    args[last] = function (this: unknown, ...results: unknown[]): unknown {
+      if (results[0] == null) announce(results[1]);
+      return (callback as (...a: unknown[]) => unknown).apply(this, results);
+    };
+  }
+  const socket = create.apply(agent, args);
   if (typeof socket === 'object' && socket !== null && !waitsForTunnel(socket)) announce(socket);
   return tuneOnConnect(socket, guardOf(agent).tuning);
 }
@@ -409,9 +409,13 @@ export class Agent extends http.Agent {
     install(this, tuning, policy);
   }
 
-  /** Node's hook, plus the TCP tuning as the socket connects. @internal */
-  override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
-    return openConnection(this, super.createConnection, options, callback);
+  /**
+   * Node's hook, with every argument form Node's takes (`(options[, cb])`,
+   * `(port[, host][, cb])`, `(path[, cb])`), plus the TCP tuning as the
+   * socket connects. @internal
+   */
+  override createConnection(...args: unknown[]): Created {
+    return openConnection(this, super.createConnection as (...a: unknown[]) => Created, args);
   }
 
   /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
@@ -476,9 +480,13 @@ export class HttpsAgent extends https.Agent {
     install(this, tuning, policy);
   }
 
-  /** Node's hook, plus the TCP tuning as the socket connects. @internal */
-  override createConnection(options: http.ClientRequestArgs, callback?: OnCreate): Created {
-    return openConnection(this, super.createConnection, options, callback);
+  /**
+   * Node's hook, with every argument form Node's takes (`(options[, cb])`,
+   * `(port, host, options)`, `(port, options)`), plus the TCP tuning as the
+   * socket connects. @internal
+   */
+  override createConnection(...args: unknown[]): Created {
+    return openConnection(this, super.createConnection as (...a: unknown[]) => Created, args);
   }
 
   /** Node's hook, plus the TCP tuning again after Node's own keepalive. @internal */
