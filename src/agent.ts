@@ -373,30 +373,32 @@ function guardedName(agent: http.Agent, name: string): string {
   return name;
 }
 
+// Node's agents are functions, callable without `new`
+// (`http.Agent({ keepAlive: true })`); a class is not. Each class is
+// exported behind a Proxy that constructs when called, and is its
+// prototype's `constructor`, so that `agent.constructor === Agent` and
+// `new agent.constructor()` (Node's `agent: false`) reach the same thing.
+type Callable<C extends new (options?: never) => object> = C & ((...args: ConstructorParameters<C>) => InstanceType<C>);
+
+function callable<C extends new (options?: never) => object>(cls: C): Callable<C> {
+  const ctor = new Proxy(cls, {
+    // A subclass compiled to ES5 calls its base with its own `this` and
+    // keeps what the call returns (`_super.call(this, o) || this`): the
+    // agent is then made with that subclass's prototype.
+    apply: (target, thisArg: unknown, args: unknown[]) =>
+      Reflect.construct(target, args, thisArg instanceof target ? (thisArg as object).constructor : target),
+  });
+  Object.defineProperty(cls.prototype, 'constructor', { value: ctor, writable: true, configurable: true, enumerable: false });
+  return ctor as Callable<C>;
+}
+
 /**
- * A drop-in `http.Agent` that checks every keep-alive socket with
- * `isReusable()` before handing it to a request: one taken from the
- * free pool, and one handed straight from a finished request to a queued
- * one (when `maxSockets` is reached). A socket the kernel already knows is
- * closed, reset, or holding unread bytes is destroyed, removed from the
- * pool and counted in {@link Agent.staleSocketsDestroyed}; the request gets
- * the next free socket or a new connection.
- *
- * Same options as `http.Agent`, except that `keepAlive` defaults to true.
- * Scheduling (`lifo`/`fifo`), `maxSockets`, `maxFreeSockets`,
- * `maxTotalSockets` and `timeout` behave as in Node.
- *
- * Every check is published on the `sockstate:reuse-check` channel (reason
- * `'error'` when the check itself failed), and every connection the agent
- * opens on `sockstate:connection`, with the agent as `owner`.
- *
- * A FIN or RST still in flight is invisible to any local check: retry
- * idempotent requests that fail on a socket with `req.reusedSocket`.
+ * The implementation of {@link Agent}; exported callable as `Agent`.
  */
-export class Agent extends http.Agent {
+class Agent extends http.Agent {
   /**
    * @param options - `http.Agent` options (`keepAlive` defaults to true),
-   *   plus {@link AgentTcpOptions}.
+   *   plus {@link AgentTcpOptions} and {@link AgentReuseOptions}.
    * @throws TypeError / RangeError for bad `tcpKeepAlive` or
    *   `userTimeoutMs` (as `setKeepAlive` / `setUserTimeout`) or bad
    *   `reuse` (as `checkReusable`); `ERR_SOCKSTATE_UNSUPPORTED` for
@@ -455,20 +457,38 @@ export class Agent extends http.Agent {
 }
 
 /**
- * The HTTPS counterpart of {@link Agent}: a drop-in `https.Agent` (TLS
- * session reuse included) that checks free sockets and sockets handed to
- * queued requests alike, and destroys stale ones instead of handing them
- * out, counted in {@link HttpsAgent.staleSocketsDestroyed}. `keepAlive`
- * defaults to true.
+ * A drop-in `http.Agent` that checks every keep-alive socket with
+ * `isReusable()` before handing it to a request: one taken from the
+ * free pool, and one handed straight from a finished request to a queued
+ * one (when `maxSockets` is reached). A socket the kernel already knows is
+ * closed, reset, or holding unread bytes is destroyed, removed from the
+ * pool and counted in `staleSocketsDestroyed`; the request gets the next
+ * free socket or a new connection.
  *
- * Encrypted records waiting in the kernel on a free socket (data, a
- * close_notify, a late session ticket) make it not reusable; see
- * `checkReusable()` for TLS.
+ * Same options as `http.Agent`, except that `keepAlive` defaults to true.
+ * Like `http.Agent` it can be called without `new` and takes every
+ * argument form of `createConnection()`. Scheduling (`lifo`/`fifo`),
+ * `maxSockets`, `maxFreeSockets`, `maxTotalSockets` and `timeout` behave
+ * as in Node.
+ *
+ * Every check is published on the `sockstate:reuse-check` channel (reason
+ * `'error'` when the check itself failed), and every connection the agent
+ * opens on `sockstate:connection`, with the agent as `owner`.
+ *
+ * A FIN or RST still in flight is invisible to any local check: retry
+ * idempotent requests that fail on a socket with `req.reusedSocket`.
  */
-export class HttpsAgent extends https.Agent {
+const CallableAgent = callable(Agent);
+type CallableAgent = Agent;
+export { CallableAgent as Agent };
+
+/**
+ * The implementation of {@link HttpsAgent}; exported callable as `HttpsAgent`.
+ */
+class HttpsAgent extends https.Agent {
   /**
    * @param options - `https.Agent` options (`keepAlive` defaults to true),
-   *   plus {@link AgentTcpOptions}.
+   *   plus {@link AgentTcpOptions} and {@link AgentReuseOptions}.
    * @throws TypeError / RangeError for bad `tcpKeepAlive`,
    *   `userTimeoutMs` or `reuse`; `ERR_SOCKSTATE_UNSUPPORTED` for tuning
    *   without the addon.
@@ -524,3 +544,19 @@ export class HttpsAgent extends https.Agent {
     watchReused(socket, request);
   }
 }
+
+/**
+ * The HTTPS counterpart of {@link Agent}: a drop-in `https.Agent` (TLS
+ * session reuse included) that checks free sockets and sockets handed to
+ * queued requests alike, and destroys stale ones instead of handing them
+ * out, counted in `staleSocketsDestroyed`. `keepAlive` defaults to true;
+ * like {@link Agent} it can be called without `new` and takes every
+ * argument form of `createConnection()`.
+ *
+ * Encrypted records waiting in the kernel on a free socket (data, a
+ * close_notify, a late session ticket) make it not reusable; see
+ * `checkReusable()` for TLS.
+ */
+const CallableHttpsAgent = callable(HttpsAgent);
+type CallableHttpsAgent = HttpsAgent;
+export { CallableHttpsAgent as HttpsAgent };
