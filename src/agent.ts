@@ -35,6 +35,9 @@ interface Guard {
   addingRequest: boolean;
   readonly tuning: Tuning | null;
   readonly policy: ReusePolicy | null;
+  // keepAlive is on because the options did not name it (our default, not
+  // the caller's choice).
+  defaultKeepAlive: boolean;
 }
 const guards = new WeakMap<http.Agent, Guard>();
 
@@ -179,10 +182,33 @@ function watchReused(socket: unknown, req: http.ClientRequest): void {
   } as typeof req.emit;
 }
 
-// Node's Agent reads only own options too ({ __proto__: null, ...options }).
-function withKeepAlive<T extends http.AgentOptions>(options: T | undefined): T {
-  const keepAlive = options === undefined || options === null ? undefined : ownOption(options, 'keepAlive');
-  return { ...options, keepAlive: keepAlive ?? true } as T;
+// Our one departure from Node's options: `keepAlive` is on unless the
+// options name it. Named, even as undefined, it means what it means to
+// Node (`options.keepAlive || false`). Node's constructor is given the
+// default as if the caller had named it; `agent.options` then keeps only
+// what the caller gave (see restoreOptions()).
+function defaultsKeepAlive(options: http.AgentOptions | undefined): boolean {
+  return options === undefined || options === null || !Object.prototype.hasOwnProperty.call(options, 'keepAlive');
+}
+
+function nodeOptions<T extends http.AgentOptions>(options: T | undefined, defaultKeepAlive: boolean): T | undefined {
+  return defaultKeepAlive ? ({ ...options, keepAlive: true } as T) : options;
+}
+
+interface AgentFields {
+  options: Record<string, unknown>;
+  maxSockets: number;
+  keepAlive: boolean;
+}
+
+// After Node's constructor: `agent.options` without the keepAlive Node was
+// handed for our default, and `maxSockets` from Agent.defaultMaxSockets
+// when the options give none (Node's constructor reads its own class's
+// static, which assignments to ours would never reach).
+function restoreOptions(agent: http.Agent, defaultKeepAlive: boolean): void {
+  const fields = agent as unknown as AgentFields;
+  if (defaultKeepAlive) delete fields.options.keepAlive;
+  if (!fields.options.maxSockets) fields.maxSockets = CallableAgent.defaultMaxSockets;
 }
 
 /** TCP tuning an {@link Agent} or {@link HttpsAgent} applies to its sockets. */
@@ -295,8 +321,9 @@ function retune(keep: unknown, socket: stream.Duplex, tuning: Tuning | null): bo
 
 // What both agents' constructors do after Node's: keep the guard's state
 // and put the hand-off check in front of Node's 'free' handler.
-function install(agent: http.Agent, tuning: Tuning | null, policy: ReusePolicy | null): void {
-  const guard: Guard = { staleSocketsDestroyed: 0, addingRequest: false, tuning, policy };
+function install(agent: http.Agent, tuning: Tuning | null, policy: ReusePolicy | null, defaultKeepAlive: boolean): void {
+  restoreOptions(agent, defaultKeepAlive);
+  const guard: Guard = { staleSocketsDestroyed: 0, addingRequest: false, tuning, policy, defaultKeepAlive };
   guards.set(agent, guard);
   agent.prependListener('free', (socket: unknown, options: unknown) => {
     guardHandOff(agent as unknown as AgentInternals, guard, socket, options);
@@ -354,11 +381,35 @@ function openConnection(agent: http.Agent, create: (...args: unknown[]) => Creat
 // key Node computed, rather than repeating Node's normalisation.
 function guardedAddRequest(agent: http.Agent, addRequest: AddRequest, args: Parameters<AddRequest>): void {
   const guard = guardOf(agent);
+  if (guard.defaultKeepAlive && isAgentFalse(args[1])) throwAway(agent as unknown as AgentFields, args[0]);
   guard.addingRequest = true;
   try {
     addRequest.apply(agent, args);
   } finally {
     guard.addingRequest = false;
+  }
+}
+
+// A request made with `agent: false`: Node gives it `new
+// globalAgent.constructor()`, an agent no one else can reach, and passes
+// the request's options (`agent: false` included) to its addRequest().
+function isAgentFalse(options: unknown): boolean {
+  return typeof options === 'object' && options !== null && (options as { agent?: unknown }).agent === false;
+}
+
+// That agent, built with no options, has our keepAlive default; with
+// Node's it is not keep-alive: one connection, closed after the response.
+// So it is made what Node's would be, and the request too, as Node's
+// ClientRequest decides for such an agent (keep-alive only when maxSockets
+// is finite). A request whose header is already rendered (headers given as
+// an array, an Expect header) still says keep-alive, but its connection is
+// closed all the same.
+function throwAway(agent: AgentFields, req: http.ClientRequest): void {
+  agent.keepAlive = false;
+  if (!Number.isFinite(agent.maxSockets)) {
+    const fields = req as unknown as { shouldKeepAlive: boolean; _last: boolean };
+    fields.shouldKeepAlive = false;
+    fields._last = true;
   }
 }
 
@@ -397,8 +448,16 @@ function callable<C extends new (options?: never) => object>(cls: C): Callable<C
  */
 class Agent extends http.Agent {
   /**
-   * @param options - `http.Agent` options (`keepAlive` defaults to true),
-   *   plus {@link AgentTcpOptions} and {@link AgentReuseOptions}.
+   * `maxSockets` for agents whose options give none, read as each is
+   * created; until assigned, Node's `http.Agent.defaultMaxSockets`
+   * (Infinity). {@link HttpsAgent} reads it too.
+   */
+  declare static defaultMaxSockets: number;
+
+  /**
+   * @param options - `http.Agent` options (`keepAlive` defaults to true
+   *   when they do not name it), plus {@link AgentTcpOptions} and
+   *   {@link AgentReuseOptions}.
    * @throws TypeError / RangeError for bad `tcpKeepAlive` or
    *   `userTimeoutMs` (as `setKeepAlive` / `setUserTimeout`) or bad
    *   `reuse` (as `checkReusable`); `ERR_SOCKSTATE_UNSUPPORTED` for
@@ -407,8 +466,9 @@ class Agent extends http.Agent {
   constructor(options?: AgentOptions) {
     const tuning = parseTuning(options);
     const policy = parseReuse(options);
-    super(withKeepAlive(options));
-    install(this, tuning, policy);
+    const defaultKeepAlive = defaultsKeepAlive(options);
+    super(nodeOptions(options, defaultKeepAlive));
+    install(this, tuning, policy, defaultKeepAlive);
   }
 
   /**
@@ -465,11 +525,15 @@ class Agent extends http.Agent {
  * pool and counted in `staleSocketsDestroyed`; the request gets the next
  * free socket or a new connection.
  *
- * Same options as `http.Agent`, except that `keepAlive` defaults to true.
- * Like `http.Agent` it can be called without `new` and takes every
- * argument form of `createConnection()`. Scheduling (`lifo`/`fifo`),
- * `maxSockets`, `maxFreeSockets`, `maxTotalSockets` and `timeout` behave
- * as in Node.
+ * Same options as `http.Agent`, except that `keepAlive` defaults to true
+ * when the options do not name it (named, even as `undefined`, it means
+ * what it means to Node). Like `http.Agent` it can be called without
+ * `new`, takes every argument form of `createConnection()`, and reads
+ * `Agent.defaultMaxSockets` when the options give no `maxSockets`.
+ * Scheduling (`lifo`/`fifo`), `maxSockets`, `maxFreeSockets`,
+ * `maxTotalSockets` and `timeout` behave as in Node. A request made with
+ * `agent: false` while this agent (or a subclass) is `http.globalAgent`
+ * gets Node's throw-away agent: one connection, closed after the response.
  *
  * Every check is published on the `sockstate:reuse-check` channel (reason
  * `'error'` when the check itself failed), and every connection the agent
@@ -487,8 +551,9 @@ export { CallableAgent as Agent };
  */
 class HttpsAgent extends https.Agent {
   /**
-   * @param options - `https.Agent` options (`keepAlive` defaults to true),
-   *   plus {@link AgentTcpOptions} and {@link AgentReuseOptions}.
+   * @param options - `https.Agent` options (`keepAlive` defaults to true
+   *   when they do not name it), plus {@link AgentTcpOptions} and
+   *   {@link AgentReuseOptions}.
    * @throws TypeError / RangeError for bad `tcpKeepAlive`,
    *   `userTimeoutMs` or `reuse`; `ERR_SOCKSTATE_UNSUPPORTED` for tuning
    *   without the addon.
@@ -496,8 +561,9 @@ class HttpsAgent extends https.Agent {
   constructor(options?: HttpsAgentOptions) {
     const tuning = parseTuning(options);
     const policy = parseReuse(options);
-    super(withKeepAlive(options));
-    install(this, tuning, policy);
+    const defaultKeepAlive = defaultsKeepAlive(options);
+    super(nodeOptions(options, defaultKeepAlive));
+    install(this, tuning, policy, defaultKeepAlive);
   }
 
   /**
@@ -549,9 +615,12 @@ class HttpsAgent extends https.Agent {
  * The HTTPS counterpart of {@link Agent}: a drop-in `https.Agent` (TLS
  * session reuse included) that checks free sockets and sockets handed to
  * queued requests alike, and destroys stale ones instead of handing them
- * out, counted in `staleSocketsDestroyed`. `keepAlive` defaults to true;
- * like {@link Agent} it can be called without `new` and takes every
- * argument form of `createConnection()`.
+ * out, counted in `staleSocketsDestroyed`. `keepAlive` defaults to true
+ * when the options do not name it; the rest is as for {@link Agent}
+ * (callable without `new`, every `createConnection()` form, `agent: false`
+ * with this agent as `https.globalAgent`). `maxSockets` defaults to
+ * `Agent.defaultMaxSockets`, as Node's https.Agent reads
+ * `http.Agent.defaultMaxSockets`.
  *
  * Encrypted records waiting in the kernel on a free socket (data, a
  * close_notify, a late session ticket) make it not reusable; see

@@ -2,13 +2,14 @@ import * as diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, HttpsAgent } from '../src/agent';
 import { CONNECTION_CHANNEL, type ConnectionMessage } from '../src/channel';
 import { settle } from './helpers/http-agent';
-import { listen } from './helpers/sockets';
+import { listen, waitFor } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 
 // Drop-in means drop-in: the ways Node's own code and tests (and proxy
@@ -16,6 +17,9 @@ import { makeCertificate } from './helpers/tls';
 // next to sockstate's, on loopback servers (127.0.0.2 is loopback too on
 // Linux, and a server there only is refused on 127.0.0.1).
 
+// The modules themselves: the namespace objects of the imports above
+// cannot be assigned to.
+const modules = { http: createRequire(import.meta.url)('node:http') as typeof http, https: createRequire(import.meta.url)('node:https') as typeof https };
 
 // Agent fields Node keeps but @types/node does not declare.
 interface AgentFields {
@@ -192,6 +196,131 @@ describe('Agent and HttpsAgent can be called without new, as Node’s can', () =
     await settle();
     const second = await get({ host: '127.0.0.1', port: server.port, agent });
     expect([first.req.reusedSocket, second.req.reusedSocket]).toEqual([false, true]);
+    expect(server.opened).toBe(1);
+  });
+});
+
+describe('agent: false with our agent as the global agent: one connection, closed after use', () => {
+  // Three requests with `agent: false` in turn, then the server's count of
+  // connections still open once the client has had time to close them.
+  async function agentFalse(server: CountingServer, client: typeof http | typeof https, extra: https.RequestOptions = {}): Promise<{ opened: number; open: number; headers: (string | undefined)[] }> {
+    for (let i = 0; i < 3; i++) await get({ host: '127.0.0.1', port: server.port, agent: false, ...extra }, client);
+    await waitFor(() => server.open === 0, 1000, 'the connections to close').catch(() => {});
+    return { opened: server.opened, open: server.open, headers: server.connectionHeaders };
+  }
+
+  function swapGlobal(client: typeof http | typeof https, agent: http.Agent): void {
+    const module = modules[client === https ? 'https' : 'http'];
+    const before = module.globalAgent;
+    module.globalAgent = agent;
+    cleanups.push(() => {
+      module.globalAgent = before;
+    });
+  }
+
+  it('http: stock and Agent alike send Connection: close and leave no connection open', async () => {
+    const runs: Record<string, unknown> = {};
+    for (const [label, global] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
+      swapGlobal(http, global);
+      runs[label] = await agentFalse(await countingServer(), http);
+      // The global agent itself is as it was.
+      expect(fields(global).keepAlive).toBe(true);
+    }
+    expect(runs.stock).toEqual({ opened: 3, open: 0, headers: ['close', 'close', 'close'] });
+    expect(runs.sockstate).toEqual(runs.stock);
+  });
+
+  it('https: the same with HttpsAgent as https.globalAgent', async () => {
+    const runs: Record<string, unknown> = {};
+    for (const [label, global] of [['stock', track(new https.Agent({ keepAlive: true }))], ['sockstate', track(new HttpsAgent())]] as const) {
+      swapGlobal(https, global);
+      runs[label] = await agentFalse(await countingServer(true), https, { ca: tlsCert, servername: 'localhost' });
+    }
+    expect(runs.stock).toEqual({ opened: 3, open: 0, headers: ['close', 'close', 'close'] });
+    expect(runs.sockstate).toEqual(runs.stock);
+  });
+
+  it('a subclass with a finite maxSockets as the global agent: keep-alive said, as Node says it, and the connection closed all the same', async () => {
+    class StockSub extends http.Agent {
+      constructor(options?: http.AgentOptions) {
+        super({ maxSockets: 8, ...options });
+      }
+    }
+    class OurSub extends Agent {
+      constructor(options?: http.AgentOptions) {
+        super({ maxSockets: 8, ...options });
+      }
+    }
+    const runs: Record<string, unknown> = {};
+    for (const [label, global] of [['stock', track(new StockSub({ keepAlive: true }))], ['sockstate', track(new OurSub())]] as const) {
+      swapGlobal(http, global);
+      runs[label] = await agentFalse(await countingServer(), http);
+    }
+    expect(runs.stock).toEqual({ opened: 3, open: 0, headers: ['keep-alive', 'keep-alive', 'keep-alive'] });
+    expect(runs.sockstate).toEqual(runs.stock);
+  });
+
+  it('headers given as an array: rendered before the agent sees the request, they say keep-alive, but the connection is closed', async () => {
+    const runs: Record<string, unknown> = {};
+    for (const [label, global] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
+      swapGlobal(http, global);
+      const server = await countingServer();
+      runs[label] = await agentFalse(server, http, { headers: ['Host', `127.0.0.1:${server.port}`] as unknown as http.OutgoingHttpHeaders });
+    }
+    expect(runs.stock).toEqual({ opened: 3, open: 0, headers: ['close', 'close', 'close'] });
+    expect(runs.sockstate).toEqual({ opened: 3, open: 0, headers: ['keep-alive', 'keep-alive', 'keep-alive'] });
+  });
+
+  it('a request through the global agent itself is still kept alive', async () => {
+    const global = track(new Agent());
+    swapGlobal(http, global);
+    const server = await countingServer();
+    await get({ host: '127.0.0.1', port: server.port, agent: false });
+    const pooled = await get({ host: '127.0.0.1', port: server.port });
+    await settle();
+    expect((pooled.req as http.ClientRequest & { agent: http.Agent }).agent).toBe(global);
+    expect(server.connectionHeaders).toEqual(['close', 'keep-alive']);
+    expect(Object.values(fields(global).freeSockets).flat()).toHaveLength(1);
+  });
+});
+
+describe('options as Node reads them', () => {
+  it('keepAlive named as undefined means false, as in Node; agent.options keeps what was given', () => {
+    const cases: (http.AgentOptions | undefined)[] = [undefined, {}, { keepAlive: undefined }, { keepAlive: false }, { keepAlive: true, maxSockets: 3 }, { timeout: 100 }];
+    for (const options of cases) {
+      const stock = track(new http.Agent(options));
+      const ours = track(new Agent(options));
+      const named = options !== undefined && 'keepAlive' in options;
+      expect({ keepAlive: fields(ours).keepAlive, options: { ...fields(ours).options } }).toEqual({
+        keepAlive: named ? fields(stock).keepAlive : true,
+        options: { ...fields(stock).options },
+      });
+      const oursHttps = track(new HttpsAgent(options));
+      expect({ ...fields(oursHttps).options }).toEqual({ ...fields(track(new https.Agent(options))).options });
+    }
+    expect(fields(track(new Agent({ keepAlive: undefined }))).keepAlive).toBe(false);
+    expect('keepAlive' in fields(track(new Agent())).options).toBe(false);
+  });
+
+  it('keepAlive: undefined: the request says close and its connection is closed', async () => {
+    const server = await countingServer();
+    const agent = track(new Agent({ keepAlive: undefined }));
+    await get({ host: '127.0.0.1', port: server.port, agent });
+    await waitFor(() => server.open === 0, 1000, 'the connection to close').catch(() => {});
+    expect({ open: server.open, headers: server.connectionHeaders }).toEqual({ open: 0, headers: ['close'] });
+  });
+
+  it('Agent.defaultMaxSockets, when assigned, is every new agent’s maxSockets unless the options give one', async () => {
+    const nodeDefault = (http.Agent as unknown as { defaultMaxSockets: number }).defaultMaxSockets;
+    expect([Agent.defaultMaxSockets, nodeDefault]).toEqual([Infinity, Infinity]);
+    Agent.defaultMaxSockets = 1;
+    cleanups.push(() => delete (Agent as { defaultMaxSockets?: number }).defaultMaxSockets);
+    // Ours only: Node's stays as it was.
+    expect((http.Agent as unknown as { defaultMaxSockets: number }).defaultMaxSockets).toBe(Infinity);
+    const agent = track(new Agent());
+    expect([agent.maxSockets, track(new HttpsAgent()).maxSockets, track(new Agent({ maxSockets: 4 })).maxSockets]).toEqual([1, 1, 4]);
+    const server = await countingServer();
+    await Promise.all([0, 1, 2].map(() => get({ host: '127.0.0.1', port: server.port, agent })));
     expect(server.opened).toBe(1);
   });
 });
