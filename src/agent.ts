@@ -14,6 +14,7 @@ import { native, unsupported } from './native';
 import { markReplaySafe, provenUndelivered, releaseWatch, watchRequest } from './replay';
 import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
+import { NO_HANDLE, targetFd } from './target';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
 
@@ -90,6 +91,13 @@ function keepOrDestroy(agent: object, socket: net.Socket, policy: ReusePolicy | 
 const httpAddRequest = (http.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 const httpsAddRequest = (https.Agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 
+// A socket with no handle that is not destroyed never had a connection
+// (one put in the pool by hand): there is nothing for the kernel to judge,
+// so it is Node's, as any other stream a custom createConnection() pools.
+function neverConnected(socket: net.Socket): boolean {
+  return !socket.destroyed && !socket.connecting && targetFd(socket, 'socket') === NO_HANDLE;
+}
+
 /**
  * Checks the free sockets of pool `name` in the order addRequest() will
  * take them (`fifo`: oldest first, `lifo`: newest first) and removes each
@@ -110,7 +118,7 @@ function evictStale(agent: AgentInternals, policy: ReusePolicy | null, name: str
     const socket = free[index]!;
     // A custom createConnection() may pool other duplex streams: those are
     // Node's to judge.
-    if (!(socket instanceof net.Socket)) break;
+    if (!(socket instanceof net.Socket) || neverConnected(socket)) break;
     const live = !socket.destroyed;
     if (keepOrDestroy(agent, socket, policy)) break;
     if (live) destroyed += 1;

@@ -324,3 +324,22 @@ describe('options as Node reads them', () => {
     expect(server.opened).toBe(1);
   });
 });
+
+describe('a socket put in the free pool that never connected is Node’s to judge', () => {
+  it('is handed to the request as by the stock agent, not destroyed', async () => {
+    const server = await countingServer();
+    const seen: Record<string, unknown> = {};
+    for (const [label, agent] of [['stock', track(new http.Agent({ keepAlive: true }))], ['sockstate', track(new Agent())]] as const) {
+      const fake = new net.Socket();
+      fields(agent).freeSockets[agent.getName({ host: '127.0.0.1', port: server.port })] = [fake];
+      const req = http.request({ host: '127.0.0.1', port: server.port, agent });
+      req.on('error', () => {});
+      const [socket] = (await once(req, 'socket')) as [net.Socket];
+      seen[label] = { same: socket === fake, destroyed: fake.destroyed, reused: req.reusedSocket };
+      if (agent instanceof Agent) expect(agent.staleSocketsDestroyed).toBe(0);
+      req.destroy();
+    }
+    expect(seen.stock).toEqual({ same: true, destroyed: false, reused: true });
+    expect(seen.sockstate).toEqual(seen.stock);
+  });
+});
