@@ -535,6 +535,25 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
   // under these symbols, from undici 6 to 8.
   const envSlots = ['no proxy agent', 'http proxy agent', 'https proxy agent'];
 
+  // undici creates an EnvHttpProxyAgent's agents from its own classes:
+  // guarded through the factories, but not instances of sockstate's Agent
+  // and ProxyAgent, as undici's are of its own. They are replaced, as
+  // undici made them, before any of them connected.
+  function useGuardedAgents(env: object, rest: Record<string, unknown>, guard: Guard): void {
+    const self = env as Record<symbol, { close(): Promise<unknown> } | undefined>;
+    const slots = envSlots.map((d) => Object.getOwnPropertySymbols(env).find((sym) => sym.description === d));
+    if (!ProxyAgent || slots.some((sym) => sym === undefined || self[sym] === undefined)) return;
+    const [kNo, kHttp, kHttps] = slots as [symbol, symbol, symbol];
+    const stock = new Set([self[kNo]!, self[kHttp]!, self[kHttps]!]);
+    const { httpProxy, httpsProxy, noProxy: _noProxy, ...agentOptions } = rest;
+    const proxyAgent = (uri: unknown): object => construct(ProxyAgent, 'ProxyAgent', [{ ...agentOptions, uri }], guard);
+    const direct = construct(Agent, 'Agent', [agentOptions], guard);
+    const http = self[kHttp] === self[kNo] ? direct : proxyAgent(httpProxy ?? process.env.http_proxy ?? process.env.HTTP_PROXY);
+    const https = self[kHttps] === self[kHttp] ? http : proxyAgent(httpsProxy ?? process.env.https_proxy ?? process.env.HTTPS_PROXY);
+    Object.assign(self, { [kNo]: direct, [kHttp]: http, [kHttps]: https });
+    for (const agent of stock) agent.close().catch(() => {});
+  }
+
   const BaseEnvProxy = optional('EnvHttpProxyAgent');
   const EnvHttpProxyAgent =
     BaseEnvProxy &&
@@ -543,26 +562,7 @@ export function guardUndici(undici: UndiciModule): GuardedUndici {
         const { rest, guard, joined } = takeGuardOptions(options, 'options', enclosing);
         super(proxyOptions(rest, guard));
         own(this, guard, joined);
-        this.useGuardedAgents(rest, guard);
-      }
-
-      // undici creates its agents from its own classes: guarded through the
-      // factories above, but not instances of sockstate's Agent and
-      // ProxyAgent, as undici's would be of its own. They are replaced, as
-      // undici made them, before any of them connected.
-      private useGuardedAgents(rest: Record<string, unknown>, guard: Guard): void {
-        const self = this as unknown as Record<symbol, { close(): Promise<unknown> } | undefined>;
-        const slots = envSlots.map((d) => Object.getOwnPropertySymbols(this).find((sym) => sym.description === d));
-        if (!ProxyAgent || slots.some((sym) => sym === undefined || self[sym] === undefined)) return;
-        const [kNo, kHttp, kHttps] = slots as [symbol, symbol, symbol];
-        const stock = new Set([self[kNo]!, self[kHttp]!, self[kHttps]!]);
-        const { httpProxy, httpsProxy, noProxy: _noProxy, ...agentOptions } = rest;
-        const direct = construct(Agent, 'Agent', [agentOptions], guard);
-        const http = self[kHttp] === self[kNo] ? direct : construct(ProxyAgent, 'ProxyAgent', [{ ...agentOptions, uri: httpProxy ?? process.env.http_proxy ?? process.env.HTTP_PROXY }], guard);
-        const https =
-          self[kHttps] === self[kHttp] ? http : construct(ProxyAgent, 'ProxyAgent', [{ ...agentOptions, uri: httpsProxy ?? process.env.https_proxy ?? process.env.HTTPS_PROXY }], guard);
-        Object.assign(self, { [kNo]: direct, [kHttp]: http, [kHttps]: https });
-        for (const agent of stock) agent.close().catch(() => {});
+        useGuardedAgents(this, rest, guard);
       }
     };
 
