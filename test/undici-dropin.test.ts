@@ -1,6 +1,8 @@
 import * as diagnostics from 'node:diagnostics_channel';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as undici from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectionState } from '../src/index';
@@ -9,6 +11,7 @@ import { Agent, BalancedPool, Client, EnvHttpProxyAgent, Pool, ProxyAgent, Round
 import { guardUndici, type UndiciModule } from '../src/undici/guard';
 import { spinUntilPeerClosed } from './helpers/http-agent';
 import { listen } from './helpers/sockets';
+import { makeCertificate } from './helpers/tls';
 
 // sockstate/undici as a drop-in for undici's own classes (issue 17): the
 // shape undici's users and undici's own tests rely on, and every dispatcher
@@ -301,6 +304,29 @@ describe('every dispatcher that keeps connections alive is guarded', () => {
       expectOneEviction(agent, checks);
     });
   }
+
+  it('ProxyAgent to an HTTPS origin: TLS over the CONNECT tunnel, the proxy drops it, the raced request goes out on a new one', async () => {
+    const { key, cert } = makeCertificate();
+    const server = https.createServer({ key, cert }, (req, res) => res.end(`tls ${req.url}`));
+    server.keepAliveTimeout = 60_000;
+    const port = await listen(server);
+    cleanups.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const proxy = await startProxy();
+    cleanups.push(() => proxy.close());
+    const agent = new ProxyAgent({ uri: `http://127.0.0.1:${proxy.port}`, requestTls: { ca: cert, servername: 'localhost' } });
+    cleanups.push(() => agent.close());
+    const { sockets, checks } = observe(agent);
+    const origin = `https://127.0.0.1:${port}`;
+    expect(await get(agent, `${origin}/1`)).toBe('200 tls /1');
+    // The TLS socket is the one the origin's Client keeps and the guard checks.
+    expect(sockets.some((s) => s instanceof tls.TLSSocket)).toBe(true);
+    expect(await raced(agent, `${origin}/2`, proxy.clients, sockets)).toBe('200 tls /2');
+    expect([proxy.clients.length, proxy.tunnels]).toEqual([2, 2]);
+    expectOneEviction(agent, checks);
+  });
 
   it('EnvHttpProxyAgent: the same behind the proxy it takes from its options (as from HTTP_PROXY)', async () => {
     const up = await upstream('a');
