@@ -1,8 +1,46 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: every test against the native probe, and the public-API
-// suites (*.api.test.ts) again with the addon disabled, so the fallback is
-// held to the same interface.
+// Test files that block the event loop, race a server's timers or count on
+// the kernel's timing: they run one at a time ('kernel'), while the rest,
+// which only do I/O of their own ('kernel-io', and the public-API suites
+// again with the addon disabled, 'fallback'), run beside them in a second
+// vitest process (scripts/test.js).
+const timed = [
+  'agent-dropin',
+  'agent-examples',
+  'agent-handoff',
+  'agent-proxy',
+  'agent-transports',
+  'agent-tuning.api',
+  'agent',
+  'connection-state.api',
+  'examples',
+  'mysql2-example',
+  'mysql2-unasked',
+  'mysql2',
+  'netns',
+  'pg-examples',
+  'pg-notify',
+  'pg',
+  'pool',
+  'reliability-codes',
+  'reliability-demo-signals',
+  'reliability-keep',
+  'reliability-take-socket-error',
+  'reliability-watch',
+  'replay',
+  'reuse.api',
+  'reuse',
+  'sockopt',
+  'soft-error',
+  'take-socket-error.api',
+  'tls.api',
+  'undici-dropin',
+  'undici-module',
+  'undici',
+  'watch',
+].map((name) => `test/${name}.test.ts`);
+
 export default defineConfig({
   test: {
     testTimeout: 20_000,
@@ -12,7 +50,11 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'kernel', include: ['test/**/*.test.ts'] },
+        test: { name: 'kernel', include: timed },
+      },
+      {
+        extends: true,
+        test: { name: 'kernel-io', include: ['test/**/*.test.ts'], exclude: timed },
       },
       {
         extends: true,
