@@ -9,7 +9,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck } from './channel';
-import { invalidArgType } from './errors';
+import { codedError, invalidArgType, type SockstateError } from './errors';
 import { native, unsupported } from './native';
 import { markReplaySafe, provenUndelivered, releaseWatch, watchRequest } from './replay';
 import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
@@ -160,6 +160,14 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
 }
 
 const kWatched = Symbol('sockstate.agent.watched');
+
+// The two packages each export an Agent; this one is node:http's kind.
+function notADispatcher(): SockstateError {
+  return codedError(
+    'ERR_SOCKSTATE_NOT_A_DISPATCHER',
+    "sockstate's Agent and HttpsAgent are node:http agents (for http.request() and http.globalAgent); fetch() and undici take the Agent of 'sockstate/undici'",
+  );
+}
 
 /**
  * A reused socket is given to a request right after the guard's check and
@@ -503,6 +511,18 @@ class Agent extends http.Agent {
   }
 
   /**
+   * Not an undici dispatcher: `fetch()` and undici call `dispatch()`, and
+   * find this instead of a missing method, which would fail with
+   * `agent.dispatch is not a function`.
+   *
+   * @throws SockstateError `ERR_SOCKSTATE_NOT_A_DISPATCHER`, always, naming
+   *   the `Agent` of `sockstate/undici` that fetch() takes.
+   */
+  dispatch(): never {
+    throw notADispatcher();
+  }
+
+  /**
    * Node's hook for every request: evicts stale free sockets of the
    * request's pool, then assigns a socket as `http.Agent` does.
    *
@@ -595,6 +615,18 @@ class HttpsAgent extends https.Agent {
    */
   get staleSocketsDestroyed(): number {
     return guardOf(this).staleSocketsDestroyed;
+  }
+
+  /**
+   * Not an undici dispatcher: `fetch()` and undici call `dispatch()`, and
+   * find this instead of a missing method, which would fail with
+   * `agent.dispatch is not a function`.
+   *
+   * @throws SockstateError `ERR_SOCKSTATE_NOT_A_DISPATCHER`, always, naming
+   *   the `Agent` of `sockstate/undici` that fetch() takes.
+   */
+  dispatch(): never {
+    throw notADispatcher();
   }
 
   /**

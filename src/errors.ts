@@ -43,6 +43,8 @@ export type SockstateErrorCode =
   | 'ERR_SOCKSTATE_SHORT_TCP_INFO'
   /** An integration's optional peer dependency (undici, prom-client, …) is not installed. */
   | 'ERR_SOCKSTATE_PEER_MISSING'
+  /** `fetch()` or undici was given sockstate's node:http `Agent` / `HttpsAgent` as a dispatcher: use the `Agent` of `sockstate/undici`. */
+  | 'ERR_SOCKSTATE_NOT_A_DISPATCHER'
   /** An integration's peer is installed, but in a version whose internals the guard cannot find (an undici Client without the socket or size it reads). */
   | 'ERR_SOCKSTATE_PEER_UNSUPPORTED'
   /** A pool guard removed a connection that could not be reused; `reason` says why (the error its pool's 'release' event carries). */
