@@ -4,6 +4,7 @@
  *
  * @packageDocumentation
  */
+import * as diagnostics from 'node:diagnostics_channel';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
@@ -11,7 +12,7 @@ import type * as stream from 'node:stream';
 import { publishConnection, publishReuseCheck } from './channel';
 import { codedError, invalidArgType, type SockstateError } from './errors';
 import { native, unsupported } from './native';
-import { markReplaySafe, provenUndelivered, releaseWatch, watchRequest } from './replay';
+import { markReplaySafe, provenUndelivered, type RequestWatch, releaseWatch, watchRequest } from './replay';
 import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
 import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
 import { NO_HANDLE, targetFd } from './target';
@@ -159,8 +160,6 @@ function guardHandOff(agent: AgentInternals, guard: Guard, socket: unknown, opti
   else watchReused(socket, queued[0] as http.ClientRequest);
 }
 
-const kWatched = Symbol('sockstate.agent.watched');
-
 // The two packages each export an Agent; this one is node:http's kind.
 function notADispatcher(): SockstateError {
   return codedError(
@@ -169,33 +168,47 @@ function notADispatcher(): SockstateError {
   );
 }
 
+// The requests given a reused socket, each with its connection's byte
+// counts; weak, and kept off the request object, whose shape stays Node's.
+const watched = new WeakMap<http.ClientRequest, RequestWatch>();
+let onErrors = false;
+
+// Node publishes each request's 'error' on this channel right before it
+// emits it (every line from 20 on), 'socket hang up' included, which
+// ClientRequest creates itself: the error is marked there.
+function onRequestError(message: unknown): void {
+  const { request, error } = message as { request: http.ClientRequest; error: unknown };
+  const watch = watched.get(request);
+  if (watch === undefined) return;
+  watched.delete(request);
+  // A response began: whatever failed after it is no undelivered request.
+  if ((request as { res?: unknown }).res != null) releaseWatch(watch);
+  else if (provenUndelivered(watch)) markReplaySafe(error);
+}
+
 /**
  * A reused socket is given to a request right after the guard's check and
  * before the request is written: through Node's reuseSocket(socket, req)
  * from addRequest(), and at the queued hand-off straight from Node's
- * 'free' handler. The connection's byte
- * counts are taken there; if the request then fails before any of a
- * response arrived and the kernel proves the server never received it, its
- * 'error' is marked for isReplaySafe(). ClientRequest creates some of its
- * errors itself ('socket hang up'), so the mark is set as 'error' is
- * emitted.
+ * 'free' handler. The connection's byte counts are taken there; if the
+ * request then fails before any of a response arrived and the kernel
+ * proves the server never received it, its error is marked for
+ * isReplaySafe().
  */
 function watchReused(socket: unknown, req: http.ClientRequest): void {
-  if (!(socket instanceof net.Socket) || (req as { [kWatched]?: true })[kWatched] === true) return;
-  (req as { [kWatched]?: true })[kWatched] = true;
-  let watch;
+  if (!(socket instanceof net.Socket) || watched.has(req)) return;
+  let watch: RequestWatch | null;
   try {
     watch = watchRequest(socket);
   } catch {
     return;
   }
   if (watch === null) return;
-  const emit = req.emit;
-  req.emit = function (this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'response') releaseWatch(watch);
-    else if (event === 'error' && provenUndelivered(watch)) markReplaySafe(args[0]);
-    return emit.call(this, event, ...args);
-  } as typeof req.emit;
+  watched.set(req, watch);
+  if (!onErrors) {
+    onErrors = true;
+    diagnostics.subscribe('http.client.request.error', onRequestError);
+  }
 }
 
 // Our one departure from Node's options: `keepAlive` is on unless the

@@ -343,3 +343,29 @@ describe('a socket put in the free pool that never connected is Node’s to judg
     expect(seen.sockstate).toEqual(seen.stock);
   });
 });
+
+describe('a request keeps the shape Node gives it', () => {
+  it('one on a reused socket (watched for isReplaySafe) has the same own properties as one on a new connection', async () => {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    const port = await listen(server);
+    const agent = new Agent({ maxSockets: 1 });
+    const send = (): Promise<http.ClientRequest> =>
+      new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, agent }, (res) => {
+          res.resume();
+          res.on('end', () => setImmediate(() => resolve(req)));
+        });
+        req.on('error', reject);
+      });
+    try {
+      const fresh = await send();
+      const reused = await send();
+      expect(reused.reusedSocket).toBe(true);
+      expect(fresh.reusedSocket).toBe(false);
+      expect(Reflect.ownKeys(reused).map(String).sort()).toEqual(Reflect.ownKeys(fresh).map(String).sort());
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+});
