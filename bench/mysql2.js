@@ -150,7 +150,7 @@ async function sideBySide(fn, stock, guarded, n) {
 
 async function main() {
   const mysql = require('mysql2');
-  const { guardPool, guardStats } = require('../lib/mysql2');
+  const { guardPool, guardStats } = require('../lib/integrations/mysql2');
   const results = { quick, machine: machine(), config };
   log(`machine: ${JSON.stringify(results.machine)}`);
   const db = await startMariaDB();
@@ -168,8 +168,8 @@ async function main() {
     log(`checkout alone: ratio median ${round(results.checkout.ratio.median, 4)}`);
     // The floor under the guard's cost: the one poll(2) it makes, and the
     // whole isReusable call, on the same connection in the same run.
-    const { native } = require('../lib/native');
-    const { isReusable } = require('../lib/reuse');
+    const { native } = require('../lib/probe/native');
+    const { isReusable } = require('../lib/policy/reuse');
     const stream = guarded._freeConnections.get(0).stream;
     const perCall = (fn) => {
       const samples = [];

@@ -26,7 +26,7 @@ async function main() {
     `-I${include}`, `-I${require('node-addon-api').include_dir}`, '-o', addon, path.join(__dirname, 'napi-overhead.cc'),
   ], { stdio: 'inherit' });
   const x = require(addon);
-  const { native } = require('../lib/native.js');
+  const { native } = require('../lib/probe/native.js');
   const server = net.createServer(() => {}).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const socket = net.connect(server.address().port, '127.0.0.1');

@@ -29,7 +29,7 @@ if (binDir === undefined) {
   process.exit(1);
 }
 const pg = require('pg');
-const { guardPool, guardStats } = require('../lib/pg.js');
+const { guardPool, guardStats } = require('../lib/integrations/pg.js');
 
 async function freePort() {
   const server = net.createServer().listen(0, '127.0.0.1');

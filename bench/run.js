@@ -125,7 +125,7 @@ function contendersFor({ socket, many, koffi, sockopt }) {
     const fd = socket._handle.fd;
     const probeOut = new Int32Array(native.probeSlots.COUNT);
     const infoBuf = new Uint8Array(native.tcpInfoLayout.bufferSize + 8);
-    const { targetFd } = require('../lib/target.js');
+    const { targetFd } = require('../lib/probe/target.js');
     add({ id: 'rawProbe', label: 'binding.probe(fd, out)', group: 'raw binding', floor: 'tcpInfoPoll', arg: fd, fn: (f) => native.probe(f, probeOut) });
     add({ id: 'rawTcpInfo', label: 'binding.tcpInfo(fd, buf), no decode', group: 'raw binding', floor: 'tcpInfoFull', arg: fd, fn: (f) => native.tcpInfo(f, infoBuf) });
     add({ id: 'rawPoll', label: 'binding.poll(fd)', group: 'raw binding', floor: 'poll', arg: fd, fn: native.poll });

@@ -33,11 +33,11 @@ function missing(name, files) {
 const found = {};
 const absent = {};
 for (const [name, files] of [
-  ['isReusable', ['reuse.js']],
-  ['checkReusable', ['reuse.js']],
-  ['probeMany', ['probe-many.js']],
-  ['Agent', ['agent.js']],
-  ['HttpsAgent', ['agent.js']],
+  ['isReusable', ['policy/reuse.js']],
+  ['checkReusable', ['policy/reuse.js']],
+  ['probeMany', ['probe/probe-many.js']],
+  ['Agent', ['integrations/agent.js']],
+  ['HttpsAgent', ['integrations/agent.js']],
 ]) {
   const got = pick(name, ...files);
   if (got) found[name] = got;
@@ -47,13 +47,13 @@ for (const [name, files] of [
 // Other exports of probe-many.js (a typed-array variant, if one exists):
 // any exported function whose name starts with "probeMany" besides probeMany.
 const probeManyVariants = {};
-for (const source of [sockstate, fs.existsSync(path.join(lib, 'probe-many.js')) ? require(path.join(lib, 'probe-many.js')) : {}]) {
+for (const source of [sockstate, fs.existsSync(path.join(lib, 'probe', 'probe-many.js')) ? require(path.join(lib, 'probe', 'probe-many.js')) : {}]) {
   for (const [k, v] of Object.entries(source)) {
     if (typeof v === 'function' && /^probeMany./.test(k) && !(k in probeManyVariants)) probeManyVariants[k] = v;
   }
 }
 
-const { native } = require(path.join(lib, 'native.js'));
+const { native } = require(path.join(lib, 'probe', 'native.js'));
 
 module.exports = {
   sockstate,

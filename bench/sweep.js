@@ -29,7 +29,7 @@ const config = quick ? { scrapes: 5, cpuSweeps: 5 } : { scrapes: 20, cpuSweeps: 
 
 const lib = path.join(__dirname, '..', 'lib');
 const { probeMany, probeManyAsync } = require(path.join(lib, 'index.js'));
-const { collectTcpMetrics } = require(path.join(lib, 'prometheus.js'));
+const { collectTcpMetrics } = require(path.join(lib, 'metrics', 'prometheus.js'));
 const { Registry } = require('prom-client');
 
 const started = Date.now();

@@ -38,11 +38,11 @@ const PER_BLOCK = quick ? 20 : 25;
 
 const root = path.join(__dirname, '..');
 const testFixtures = path.join(root, 'test', 'fixtures');
-const { guardUndici } = require('../lib/undici/guard.js');
+const { guardUndici } = require('../lib/integrations/undici/guard.js');
 const { isReusable } = require('../lib/index.js');
 // The guard calls watchRequest through the module's exports object, so a
 // block can run without it: the guard as it was before replay.
-const replayModule = require('../lib/replay.js');
+const replayModule = require('../lib/policy/replay.js');
 const watchRequest = replayModule.watchRequest;
 
 const [major, minor] = process.versions.node.split('.').map(Number);

@@ -7,21 +7,21 @@
 import * as net from 'node:net';
 import { types } from 'node:util';
 import { codedError, SockstateError, systemError } from './errors';
-import { kernel, requireFd, stateOf } from './kernel';
-import { loadError } from './native';
-import { type ConnectionState, neverEstablished } from './state';
-import { type Target, targetFd } from './target';
-import type { TcpInfo } from './tcp-info';
+import { kernel, requireFd, stateOf } from './probe/kernel';
+import { loadError } from './probe/native';
+import { type ConnectionState, neverEstablished } from './probe/state';
+import { type Target, targetFd } from './probe/target';
+import type { TcpInfo } from './probe/tcp-info';
 
-export { Agent, HttpsAgent } from './agent';
-export type { AgentOptions, AgentReuseOptions, AgentTcpOptions, HttpsAgentOptions } from './agent';
-export { CONNECTION_CHANNEL, REPLAY_CHANNEL, REUSE_CHECK_CHANNEL } from './channel';
-export type { ConnectionMessage, ReplayMessage, ReuseCheckMessage } from './channel';
-export { isReplaySafe } from './replay';
+export { Agent, HttpsAgent } from './integrations/agent';
+export type { AgentOptions, AgentReuseOptions, AgentTcpOptions, HttpsAgentOptions } from './integrations/agent';
+export { CONNECTION_CHANNEL, REPLAY_CHANNEL, REUSE_CHECK_CHANNEL } from './policy/channel';
+export type { ConnectionMessage, ReplayMessage, ReuseCheckMessage } from './policy/channel';
+export { isReplaySafe } from './policy/replay';
 export { SockstateError } from './errors';
-export { probeMany } from './probe-many';
-export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe-many';
-export { probeManyAsync } from './sweep';
+export { probeMany } from './probe/probe-many';
+export type { ProbeFailure, ProbeManyEntry, ProbedState } from './probe/probe-many';
+export { probeManyAsync } from './probe/sweep';
 export {
   getKeepAlive,
   getUserTimeout,
@@ -30,16 +30,16 @@ export {
   setKeepAlive,
   setUserTimeout,
   USER_TIMEOUT_MAX_MS,
-} from './sockopt';
-export type { KeepAliveOptions, KeepAliveSettings } from './sockopt';
-export { checkReusable, isReusable } from './reuse';
-export type { ReuseOptions, ReuseReason, ReuseVerdict, UnreadData } from './reuse';
-export { ConnectionWatcher, watch } from './watch';
-export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './watch';
+} from './probe/sockopt';
+export type { KeepAliveOptions, KeepAliveSettings } from './probe/sockopt';
+export { checkReusable, isReusable } from './policy/reuse';
+export type { ReuseOptions, ReuseReason, ReuseVerdict, UnreadData } from './policy/reuse';
+export { ConnectionWatcher, watch } from './probe/watch';
+export type { ConnectionWatcherEvents, WatchEnd, WatchEndReason, WatchOptions } from './probe/watch';
 export type { SockstateErrorCode, SystemErrorCode } from './errors';
-export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } from './state';
-export type { Target } from './target';
-export type { TcpInfo } from './tcp-info';
+export type { ConnectionState, ConnectionStatus, StateSource, TcpStateName } from './probe/state';
+export type { Target } from './probe/target';
+export type { TcpInfo } from './probe/tcp-info';
 
 /**
  * True when the native probe is loaded: on Linux, a build from source in
@@ -237,7 +237,7 @@ export function takeSocketError(target: Target): SocketError | null {
 
 // The module itself, so that `import sockstate from 'sockstate'` works from
 // TypeScript or Babel compiled to CommonJS as it does from native ESM.
-import * as self from './index';
+import * as self from '.';
 
 /** The whole API as one object: `import sockstate from 'sockstate'`. */
 const sockstate: Omit<typeof self, 'default'> = self;

@@ -1,6 +1,6 @@
 import * as http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { Agent, HttpsAgent } from '../src/agent';
+import { Agent, HttpsAgent } from '../src/integrations/agent';
 import { listen } from './helpers/sockets';
 
 // Two packages export an Agent: the node:http one, given to fetch(), must

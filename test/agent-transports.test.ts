@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../src/agent';
+import { Agent } from '../src/integrations/agent';
 import { type Outcome, request, settle, spinUntilPeerClosed, type Started } from './helpers/http-agent';
 import { busyWait, spawnFixture } from './helpers/sockets';
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectionState, supported, takeSocketError, tcpInfo, type Target } from '../src/index';
-import { native } from '../src/native';
+import { native } from '../src/probe/native';
 import { caught } from './helpers/errors';
 
 // Every bad input gives a coded error or a defined status, never a crash.

@@ -11,7 +11,7 @@ import { DEMO_HELP, HELP, WATCH_HELP } from '../src/cli/usage';
 import { listen, spawnFixture } from './helpers/sockets';
 
 const root = path.join(__dirname, '..');
-const cli = path.join(root, 'lib', 'cli.js');
+const cli = path.join(root, 'lib', 'cli', 'index.js');
 const isRoot = process.getuid?.() === 0;
 
 function sourcesNewerThanLib(dir: string): boolean {
@@ -42,7 +42,7 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `node lib/cli.js …` to completion, stdout and stderr piped (not a terminal). */
+/** Runs `node lib/cli/index.js …` to completion, stdout and stderr piped (not a terminal). */
 async function run(args: readonly string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env): Promise<Run> {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, env });
   let stdout = '';

@@ -213,7 +213,7 @@ describe('where no prebuilt binary can load', () => {
   });
 
   it('the demo says why it cannot run, and what still works', () => {
-    const r = run(['node_modules/sockstate/lib/cli.js', 'demo'], { env: { LIBC: 'musl', NO_COLOR: '1' } });
+    const r = run(['node_modules/sockstate/lib/cli/index.js', 'demo'], { env: { LIBC: 'musl', NO_COLOR: '1' } });
     expect(r.status).toBe(1);
     const lines = r.stdout.split('\n');
     expect(lines).toContain(

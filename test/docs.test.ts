@@ -294,7 +294,7 @@ describe('docs: every block that shows output is run and compared', () => {
       const fixture = typeof server === 'string' ? await startFixture(server) : undefined;
       try {
         for (const { command, shown } of c.commands) {
-          let script = command.replace(/\bnpx sockstate\b/g, `'${process.execPath}' '${path.join(root, 'lib', 'cli.js')}'`);
+          let script = command.replace(/\bnpx sockstate\b/g, `'${process.execPath}' '${path.join(root, 'lib', 'cli', 'index.js')}'`);
           const port = options.get('port');
           if (fixture && typeof port === 'string') script = script.replace(new RegExp(`\\b${port}\\b`, 'g'), String(fixture.port));
           const result = await exec('bash', ['-c', `exec 2>&1\n${script}`], root, baseEnv());

@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { guardUndici, type UndiciModule } from '../src/undici/guard';
+import { guardUndici, type UndiciModule } from '../src/integrations/undici/guard';
 
 // An undici whose internals moved: the guard must say so, never stop
 // checking in silence.

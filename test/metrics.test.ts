@@ -2,11 +2,11 @@ import * as net from 'node:net';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import * as http from 'node:http';
-import { Agent } from '../src/agent';
-import { publishConnection, publishReuseCheck } from '../src/channel';
+import { Agent } from '../src/integrations/agent';
+import { publishConnection, publishReuseCheck } from '../src/policy/channel';
 import { tcpInfo } from '../src/index';
 import { TcpTracker } from '../src/metrics/tracker';
-import { collectTcpMetrics, type TcpMetricsTracker } from '../src/prometheus';
+import { collectTcpMetrics, type TcpMetricsTracker } from '../src/metrics/prometheus';
 import { caught } from './helpers/errors';
 import { withoutPeer } from './helpers/metrics-peer';
 import { blockThreadPool } from './helpers/sweep-threadpool';
@@ -530,7 +530,7 @@ describe('collectTcpMetrics: bounded labels, stop, errors', () => {
   });
 
   it('says how to install prom-client when it is missing', async () => {
-    const stdout = await withoutPeer('prom-client', "require('./lib/prometheus.js').collectTcpMetrics()");
+    const stdout = await withoutPeer('prom-client', "require('./lib/metrics/prometheus.js').collectTcpMetrics()");
     expect(stdout).toBe(
       "ERR_SOCKSTATE_PEER_MISSING sockstate/prometheus needs the optional peer dependency 'prom-client', which is not installed: run npm install prom-client",
     );

@@ -1,9 +1,9 @@
 import * as net from 'node:net';
 import * as mysql from 'mysql2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardPool, guardStats } from '../src/mysql2';
-import { native } from '../src/native';
-import { checkReusable } from '../src/reuse';
+import { guardPool, guardStats } from '../src/integrations/mysql2';
+import { native } from '../src/probe/native';
+import { checkReusable } from '../src/policy/reuse';
 import { type MariaDB, mariadbAvailable, startMariaDB } from './helpers/mariadb';
 import { busyWait, listen, sleep } from './helpers/sockets';
 

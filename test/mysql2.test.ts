@@ -9,9 +9,9 @@ import { promisify } from 'node:util';
 import * as mysql from 'mysql2';
 import * as mysqlPromise from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectionChannel, reuseCheckChannel, type ConnectionMessage, type ReuseCheckMessage } from '../src/channel';
-import { guardPool, guardStats } from '../src/mysql2';
-import { isReusable } from '../src/reuse';
+import { connectionChannel, reuseCheckChannel, type ConnectionMessage, type ReuseCheckMessage } from '../src/policy/channel';
+import { guardPool, guardStats } from '../src/integrations/mysql2';
+import { isReusable } from '../src/policy/reuse';
 import { caught } from './helpers/errors';
 import { type MariaDB, mariadbAvailable, startMariaDB } from './helpers/mariadb';
 import { makeCertificate } from './helpers/tls';
@@ -585,7 +585,7 @@ describe('sockstate/mysql2 arguments', () => {
     const root = path.join(__dirname, '..');
     const { stdout } = await promisify(execFile)(process.execPath, [
       '-e',
-      "require('./lib/mysql2'); process.stdout.write(String(Object.keys(require.cache).filter((k) => k.includes('/node_modules/mysql2/')).length))",
+      "require('./lib/integrations/mysql2'); process.stdout.write(String(Object.keys(require.cache).filter((k) => k.includes('/node_modules/mysql2/')).length))",
     ], { cwd: root });
     expect(stdout).toBe('0');
   });

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectionState, connectionState, tcpInfo } from '../src/index';
-import { setKeepAlive, setUserTimeout } from '../src/sockopt';
+import { setKeepAlive, setUserTimeout } from '../src/probe/sockopt';
 import { createNetns, isRoot, type Netns, type NetnsServer } from './helpers/netns';
 import { busyWait, waitFor } from './helpers/sockets';
 

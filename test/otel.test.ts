@@ -6,8 +6,8 @@ import {
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
-import { publishReuseCheck } from '../src/channel';
-import { observeTcpMetrics, type TcpMetricsTracker } from '../src/otel';
+import { publishReuseCheck } from '../src/policy/channel';
+import { observeTcpMetrics, type TcpMetricsTracker } from '../src/metrics/otel';
 import { caught } from './helpers/errors';
 import { withoutPeer } from './helpers/metrics-peer';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';
@@ -235,7 +235,7 @@ describe('sockstate/otel', () => {
       message: expect.stringContaining('options.meterProvider'),
     });
     expect(caught(() => observeTcpMetrics({ maxSilentMs: -1 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
-    const stdout = await withoutPeer('@opentelemetry/api', "require('./lib/otel.js').observeTcpMetrics()");
+    const stdout = await withoutPeer('@opentelemetry/api', "require('./lib/metrics/otel.js').observeTcpMetrics()");
     expect(stdout).toBe(
       "ERR_SOCKSTATE_PEER_MISSING sockstate/otel needs the optional peer dependency '@opentelemetry/api', which is not installed: run npm install @opentelemetry/api",
     );

@@ -94,7 +94,7 @@ describe('the shipped .d.ts, compiled by a consumer without skipLibCheck', () =>
     const subpaths = Object.keys(pkg.exports)
       .filter((k) => k !== '.' && k !== './package.json')
       .map((k) => k.slice(2))
-      .filter((name) => fs.existsSync(path.join(root, 'lib', `${name}.d.ts`)));
+      .filter((name) => fs.existsSync(path.join(root, (pkg.exports as Record<string, { types: string }>)[`./${name}`]!.types)));
     expect(subpaths.length).toBeGreaterThan(0);
     fs.writeFileSync(
       path.join(dir, 'subpaths.ts'),

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { native } from '../src/native';
+import { native } from '../src/probe/native';
 import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
 
 // The README's pg, knex and generic-pool examples, run as users run them

@@ -1,10 +1,10 @@
 import type * as net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { native } from '../src/native';
-import { guardPool, guardStats } from '../src/pg';
-import { createValidator } from '../src/pool';
-import { checkReusable } from '../src/reuse';
+import { native } from '../src/probe/native';
+import { guardPool, guardStats } from '../src/integrations/pg';
+import { createValidator } from '../src/integrations/pool';
+import { checkReusable } from '../src/policy/reuse';
 import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
 
 // PostgreSQL speaks unasked on healthy sessions: a NOTIFY reaches every

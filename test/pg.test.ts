@@ -4,9 +4,9 @@ import { EventEmitter, once } from 'node:events';
 import * as path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
-import { native } from '../src/native';
-import { guardPool, guardStats } from '../src/pg';
+import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/policy/channel';
+import { native } from '../src/probe/native';
+import { guardPool, guardStats } from '../src/integrations/pg';
 import { caught } from './helpers/errors';
 import { type Postgres, postgresAvailable, startPostgres } from './helpers/postgres';
 import { busyWait, sleep, waitFor } from './helpers/sockets';
@@ -390,7 +390,7 @@ describe('sockstate/pg: arguments, and clients without a socket', () => {
     // The built package, in a fresh process, as users load it.
     const lib = path.join(__dirname, '..', 'lib');
     const script =
-      `for (const m of ['index.js', 'pg.js', 'pool.js']) require(require('path').join(${JSON.stringify(lib)}, m));` +
+      `for (const m of ['index.js', 'integrations/pg.js', 'integrations/pool.js']) require(require('path').join(${JSON.stringify(lib)}, m));` +
       "console.log(JSON.stringify(Object.keys(require.cache).filter((k) => /node_modules[\\/](pg|pg-pool|knex|generic-pool|mysql2)[\\/]/.test(k))));";
     expect(JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }))).toEqual([]);
   });

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { describe, expect, it, vi } from 'vitest';
 import { connectionState } from '../src/index';
-import { type ProbeManyEntry, probeMany } from '../src/probe-many';
+import { type ProbeManyEntry, probeMany } from '../src/probe/probe-many';
 import { perTestCleanup, waitFor } from './helpers/sockets';
 import { caught } from './helpers/errors';
 
@@ -203,7 +203,7 @@ describe('probeMany without the addon', () => {
     vi.stubEnv('SOCKSTATE_FORCE_FALLBACK', '1');
     vi.resetModules();
     try {
-      const fallback = await import('../src/probe-many');
+      const fallback = await import('../src/probe/probe-many');
       const { client, server } = await pair();
       const gone = await pair();
       gone.client.destroy();

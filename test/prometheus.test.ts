@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectTcpMetrics } from '../src/prometheus';
+import { collectTcpMetrics } from '../src/metrics/prometheus';
 import { serverAvailable } from './helpers/programs';
 import { prometheusProgram, type PrometheusServer, startPrometheus } from './helpers/prometheus';
 import { listen, waitFor } from './helpers/sockets';

@@ -7,7 +7,7 @@ import { printable } from '../src/cli/format';
 import { DEMO_HELP, HELP, WATCH_HELP } from '../src/cli/usage';
 
 const root = path.join(__dirname, '..');
-const cli = path.join(root, 'lib', 'cli.js');
+const cli = path.join(root, 'lib', 'cli', 'index.js');
 
 function sourcesNewerThanLib(dir: string): boolean {
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {

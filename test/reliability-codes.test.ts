@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { connectionState, isReusable, probeMany, takeSocketError, tcpInfo, watch } from '../src/index';
-import { native } from '../src/native';
+import { native } from '../src/probe/native';
 import { caught } from './helpers/errors';
 import { busyWait, fixtures, perTestCleanup } from './helpers/sockets';
 

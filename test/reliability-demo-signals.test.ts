@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = path.join(__dirname, '..');
-const cli = path.join(root, 'lib', 'cli.js');
+const cli = path.join(root, 'lib', 'cli', 'index.js');
 const isRoot = process.getuid?.() === 0;
 
 beforeAll(() => {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { connectionState, probeMany, takeSocketError, watch } from '../src/index';
-import { native } from '../src/native';
+import { native } from '../src/probe/native';
 import { caught } from './helpers/errors';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';
 

@@ -7,7 +7,7 @@ import * as v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { connectionState, probeMany, probeManyAsync } from '../src/index';
-import { native } from '../src/native';
+import { native } from '../src/probe/native';
 import { caught } from './helpers/errors';
 import { perTestCleanup, waitFor } from './helpers/sockets';
 

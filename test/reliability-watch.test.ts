@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { type WatchEnd, watch } from '../src/watch';
+import { type WatchEnd, watch } from '../src/probe/watch';
 import { listen, perTestCleanup, sleep } from './helpers/sockets';
 
 const { cleanups, pair } = perTestCleanup();

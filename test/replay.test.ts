@@ -11,11 +11,11 @@ import * as readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent as HttpAgent, HttpsAgent } from '../src/agent';
-import { CONNECTION_CHANNEL, type ConnectionMessage, REPLAY_CHANNEL, type ReplayMessage } from '../src/channel';
+import { Agent as HttpAgent, HttpsAgent } from '../src/integrations/agent';
+import { CONNECTION_CHANNEL, type ConnectionMessage, REPLAY_CHANNEL, type ReplayMessage } from '../src/policy/channel';
 import { connectionState } from '../src/index';
-import { type Figures, isReplaySafe, undelivered } from '../src/replay';
-import { guardUndici, type UndiciModule } from '../src/undici/guard';
+import { type Figures, isReplaySafe, undelivered } from '../src/policy/replay';
+import { guardUndici, type UndiciModule } from '../src/integrations/undici/guard';
 import { fixtures } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 

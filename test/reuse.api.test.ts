@@ -5,8 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { supported } from '../src/index';
-import { checkReusable, isReusable, type ReuseReason, type ReuseVerdict } from '../src/reuse';
-import type { ConnectionStatus } from '../src/state';
+import { checkReusable, isReusable, type ReuseReason, type ReuseVerdict } from '../src/policy/reuse';
+import type { ConnectionStatus } from '../src/probe/state';
 import { busyWait, listen, perTestCleanup, waitFor } from './helpers/sockets';
 import { caught } from './helpers/errors';
 

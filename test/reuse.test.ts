@@ -8,8 +8,8 @@ import * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as tty from 'node:tty';
 import { connectionState, setKeepAlive, tcpInfo } from '../src/index';
-import { native } from '../src/native';
-import { checkReusable, isReusable, isReusableWith, type ReuseOptions, reusePolicy, reuseReasonWith } from '../src/reuse';
+import { native } from '../src/probe/native';
+import { checkReusable, isReusable, isReusableWith, type ReuseOptions, reusePolicy, reuseReasonWith } from '../src/policy/reuse';
 import { createNetns, isRoot, type Netns, type NetnsServer } from './helpers/netns';
 import { busyWait, perTestCleanup, spawnFixture, waitFor } from './helpers/sockets';
 

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { getKeepAlive, getUserTimeout, setKeepAlive, setUserTimeout } from '../src/sockopt';
+import { getKeepAlive, getUserTimeout, setKeepAlive, setUserTimeout } from '../src/probe/sockopt';
 import { perTestCleanup } from './helpers/sockets';
 import { caught } from './helpers/errors';
 
@@ -374,7 +374,7 @@ describe('without the addon', () => {
     vi.stubEnv('SOCKSTATE_FORCE_FALLBACK', '1');
     vi.resetModules();
     try {
-      const fallback = await import('../src/sockopt');
+      const fallback = await import('../src/probe/sockopt');
       const { client } = await pair();
       expect(caught(() => fallback.setKeepAlive(client, { idleMs: 1500 })).code).toBe('ERR_OUT_OF_RANGE');
       expect(caught(() => fallback.setKeepAlive(client, { idleMs: 2000 })).code).toBe('ERR_SOCKSTATE_UNSUPPORTED');

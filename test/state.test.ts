@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ConnectionStatus, flagsStatus, type ReadyState, streamStatus, tcpStatus, type TcpStateName } from '../src/state';
+import { type ConnectionStatus, flagsStatus, type ReadyState, streamStatus, tcpStatus, type TcpStateName } from '../src/probe/state';
 
 describe('tcpStatus: kernel state + poll bits -> status', () => {
   const rows: [TcpStateName, boolean, boolean, ConnectionStatus][] = [

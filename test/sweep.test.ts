@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { probeMany } from '../src/probe-many';
-import { probeManyAsync, SWEEP_CHUNK } from '../src/sweep';
+import { probeMany } from '../src/probe/probe-many';
+import { probeManyAsync, SWEEP_CHUNK } from '../src/probe/sweep';
 import { caught } from './helpers/errors';
 import { blockThreadPool } from './helpers/sweep-threadpool';
 import { listen, perTestCleanup, waitFor } from './helpers/sockets';

@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { SockstateError, supported, tcpInfo } from '../src/index';
-import { native } from '../src/native';
-import { createTcpInfoDecoder } from '../src/tcp-info';
+import { native } from '../src/probe/native';
+import { createTcpInfoDecoder } from '../src/probe/tcp-info';
 import { listen, perTestCleanup } from './helpers/sockets';
 
 const { pair } = perTestCleanup();

@@ -6,9 +6,9 @@ import * as tls from 'node:tls';
 import * as undici from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectionState } from '../src/index';
-import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
-import { Agent, BalancedPool, Client, EnvHttpProxyAgent, Pool, ProxyAgent, RoundRobinPool } from '../src/undici';
-import { guardUndici, type UndiciModule } from '../src/undici/guard';
+import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/policy/channel';
+import { Agent, BalancedPool, Client, EnvHttpProxyAgent, Pool, ProxyAgent, RoundRobinPool } from '../src/integrations/undici';
+import { guardUndici, type UndiciModule } from '../src/integrations/undici/guard';
 import { spinUntilPeerClosed } from './helpers/http-agent';
 import { listen } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
@@ -478,8 +478,8 @@ describe.runIf(nodeMajor >= 24)(`Node ${process.versions.node}'s fetch under NOD
     const { execFile } = await import('node:child_process');
     const script = `
       const { setGlobalDispatcher } = require('undici');
-      const { EnvHttpProxyAgent } = require('./lib/undici.js');
-      const { CONNECTION_CHANNEL } = require('./lib/channel.js');
+      const { EnvHttpProxyAgent } = require('./lib/integrations/undici/index.js');
+      const { CONNECTION_CHANNEL } = require('./lib/policy/channel.js');
       const agent = new EnvHttpProxyAgent();
       let announced = 0;
       require('node:diagnostics_channel').subscribe(CONNECTION_CHANNEL, (m) => { if (m.owner === agent) announced += 1; });

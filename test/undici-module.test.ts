@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as undici from 'undici';
 import { describe, expect, it } from 'vitest';
-import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/channel';
+import { CONNECTION_CHANNEL, type ConnectionMessage, REUSE_CHECK_CHANNEL, type ReuseCheckMessage } from '../src/policy/channel';
 import { connectionState } from '../src/index';
-import { Agent, Client, Pool } from '../src/undici';
+import { Agent, Client, Pool } from '../src/integrations/undici';
 import { caught } from './helpers/errors';
 import { listen, spawnFixture } from './helpers/sockets';
 

@@ -3,9 +3,9 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { describe, expect, it, vi } from 'vitest';
-import type { ConnectionState } from '../src/state';
-import type { TcpInfo } from '../src/tcp-info';
-import { type ConnectionWatcher, type WatchEnd, watch } from '../src/watch';
+import type { ConnectionState } from '../src/probe/state';
+import type { TcpInfo } from '../src/probe/tcp-info';
+import { type ConnectionWatcher, type WatchEnd, watch } from '../src/probe/watch';
 import { busyWait, listen, perTestCleanup, sleep, waitFor } from './helpers/sockets';
 import { caught } from './helpers/errors';
 
@@ -208,7 +208,7 @@ describe('watch without the addon', () => {
     vi.stubEnv('SOCKSTATE_FORCE_FALLBACK', '1');
     vi.resetModules();
     try {
-      const fallback = await import('../src/watch');
+      const fallback = await import('../src/probe/watch');
       const { client, peer } = await pair();
       expect(caught(() => fallback.watch(3)).code).toBe('ERR_SOCKSTATE_UNSUPPORTED');
       const w = fallback.watch(client, { intervalMs: 10 });

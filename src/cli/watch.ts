@@ -7,7 +7,7 @@
  */
 import * as dns from 'node:dns';
 import * as net from 'node:net';
-import { type ConnectionState, connectionState, SockstateError, supported, type TcpInfo, tcpInfo, unsupportedReason } from '../index';
+import { type ConnectionState, connectionState, SockstateError, supported, type TcpInfo, tcpInfo, unsupportedReason } from '..';
 import { type Endpoint, isReservedInvalid, parseEndpoint, parseInteger, parseOptions, UsageError, wantsHelp } from './args';
 import { alignColumns, formatBytes, formatUs, jsonLine, type Paint, paintStatus, sparkline } from './format';
 

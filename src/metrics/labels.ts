@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { codedError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
-import type { ConnectionStatus } from '../state';
+import type { ConnectionStatus } from '../probe/state';
 
 /** Which end of the connections a tracked target holds. */
 export type TrackRole = 'server' | 'client';

@@ -7,11 +7,11 @@
  */
 import * as net from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { connectionChannel, type ConnectionMessage, reuseCheckChannel, type ReuseCheckMessage } from '../channel';
+import { connectionChannel, type ConnectionMessage, reuseCheckChannel, type ReuseCheckMessage } from '../policy/channel';
 import { codedError, invalidArgType } from '../errors';
-import { native } from '../native';
-import { tcpStatus, type TcpStateName } from '../state';
-import { targetFd } from '../target';
+import { native } from '../probe/native';
+import { tcpStatus, type TcpStateName } from '../probe/state';
+import { targetFd } from '../probe/target';
 import { bucketOf, RTT_BUCKETS_SECONDS } from './buckets';
 import {
   checkCount,

@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import { codedError } from './errors';
+import { codedError } from '../errors';
 
 /**
  * `require(name)`, or `ERR_SOCKSTATE_PEER_MISSING` naming the package and

@@ -7,9 +7,9 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishReuseCheck } from './channel';
-import { invalidArgType } from './errors';
-import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith, type UnreadData } from './reuse';
+import { publishReuseCheck } from '../policy/channel';
+import { invalidArgType } from '../errors';
+import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith, type UnreadData } from '../policy/reuse';
 
 /** Why a pool guard turned a connection away: every reason but `idle`. */
 export type Rejection = Exclude<ReuseReason, 'idle'>;

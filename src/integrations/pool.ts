@@ -11,9 +11,9 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection, publishReuseCheck } from './channel';
-import { codedError, invalidArgType } from './errors';
-import { isReusableWith, reuseReasonWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason, type UnreadData } from './reuse';
+import { publishConnection, publishReuseCheck } from '../policy/channel';
+import { codedError, invalidArgType } from '../errors';
+import { isReusableWith, reuseReasonWith, type ReuseOptions, type ReusePolicy, reusePolicy, type ReuseReason, type UnreadData } from '../policy/reuse';
 
 /** Options for {@link createValidator}. */
 export interface ValidatorOptions {

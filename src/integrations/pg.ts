@@ -14,8 +14,8 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection } from './channel';
-import { codedError, invalidArgType, invalidArgValue, type SockstateError } from './errors';
+import { publishConnection } from '../policy/channel';
+import { codedError, invalidArgType, invalidArgValue, type SockstateError } from '../errors';
 import { guardPolicy, newGuard, type PoolGuard, type PoolGuardOptions, type PoolGuardStats, type Rejection, screen, statsOf } from './pool-guard';
 
 /** Options for {@link guardPool}: see {@link PoolGuardOptions}. */

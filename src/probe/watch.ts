@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
-import { invalidArgType, outOfRange } from './errors';
+import { invalidArgType, outOfRange } from '../errors';
 import { flagsState } from './flags';
 import { kernel, stateOfFd } from './kernel';
 import type { ConnectionState } from './state';

@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { codedError, invalidArgType, invalidArgValue, outOfRange, type SockstateError } from './errors';
+import { codedError, invalidArgType, invalidArgValue, outOfRange, type SockstateError } from '../errors';
 
 /**
  * What the functions accept: a `net.Socket` (a `tls.TLSSocket` is one), a

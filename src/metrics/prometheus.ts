@@ -4,18 +4,18 @@
  *
  * @packageDocumentation
  */
-import { checkStaticLabels, publicTracker, Reported, type TcpMetricsTracker, trackerOptions } from './metrics/exporter';
-import { RTT_BUCKETS_SECONDS } from './metrics/buckets';
-import { checkOptions, own, TRACKED_STATUSES } from './metrics/labels';
-import { type MetricGroup, TcpTracker, type TrackerOptions } from './metrics/tracker';
-import { invalidArgType, invalidArgValue } from './errors';
-import { requirePeer } from './peer';
+import { checkStaticLabels, publicTracker, Reported, type TcpMetricsTracker, trackerOptions } from './exporter';
+import { RTT_BUCKETS_SECONDS } from './buckets';
+import { checkOptions, own, TRACKED_STATUSES } from './labels';
+import { type MetricGroup, TcpTracker, type TrackerOptions } from './tracker';
+import { invalidArgType, invalidArgValue } from '../errors';
+import { requirePeer } from '../integrations/peer';
 
-export type { TcpMetricsTracker } from './metrics/exporter';
-export type { MetricGroup, TrackerOptions, TrackHandle, TrackOptions } from './metrics/tracker';
-export { RTT_BUCKETS_SECONDS } from './metrics/buckets';
-export { TRACKED_STATUSES } from './metrics/labels';
-export type { TrackedStatus, TrackRole } from './metrics/labels';
+export type { TcpMetricsTracker } from './exporter';
+export type { MetricGroup, TrackerOptions, TrackHandle, TrackOptions } from './tracker';
+export { RTT_BUCKETS_SECONDS } from './buckets';
+export { TRACKED_STATUSES } from './labels';
+export type { TrackedStatus, TrackRole } from './labels';
 
 /** The part of a prom-client `Registry` this module uses. */
 export interface PromRegistry {

@@ -5,11 +5,11 @@
  *
  * @packageDocumentation
  */
-import { EXIT_USAGE, UsageError, wantsHelp } from './cli/args';
-import { runDemo } from './cli/demo';
-import { colorWanted, createPaint, printable } from './cli/format';
-import { DEMO_HELP, HELP, helpText, packageVersion, WATCH_HELP } from './cli/usage';
-import { parseWatchArgs, runWatch } from './cli/watch';
+import { EXIT_USAGE, UsageError, wantsHelp } from './args';
+import { runDemo } from './demo';
+import { colorWanted, createPaint, printable } from './format';
+import { DEMO_HELP, HELP, helpText, packageVersion, WATCH_HELP } from './usage';
+import { parseWatchArgs, runWatch } from './watch';
 
 // Help that was asked for is the output: stdout, exit 0. A mistake in the
 // command line is a diagnostic: stderr, exit 2 (see UsageError).

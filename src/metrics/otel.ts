@@ -6,18 +6,18 @@
  * @packageDocumentation
  */
 import type * as otel from '@opentelemetry/api';
-import { invalidArgType } from './errors';
-import { RTT_BUCKETS_SECONDS } from './metrics/buckets';
-import { publicTracker, type TcpMetricsTracker, trackerOptions } from './metrics/exporter';
-import { checkOptions, own, TRACKED_STATUSES } from './metrics/labels';
-import { type MetricGroup, TcpTracker, type TrackerOptions } from './metrics/tracker';
-import { requirePeer } from './peer';
+import { invalidArgType } from '../errors';
+import { RTT_BUCKETS_SECONDS } from './buckets';
+import { publicTracker, type TcpMetricsTracker, trackerOptions } from './exporter';
+import { checkOptions, own, TRACKED_STATUSES } from './labels';
+import { type MetricGroup, TcpTracker, type TrackerOptions } from './tracker';
+import { requirePeer } from '../integrations/peer';
 
-export type { TcpMetricsTracker } from './metrics/exporter';
-export type { MetricGroup, TrackerOptions, TrackHandle, TrackOptions } from './metrics/tracker';
-export { RTT_BUCKETS_SECONDS } from './metrics/buckets';
-export { TRACKED_STATUSES } from './metrics/labels';
-export type { TrackedStatus, TrackRole } from './metrics/labels';
+export type { TcpMetricsTracker } from './exporter';
+export type { MetricGroup, TrackerOptions, TrackHandle, TrackOptions } from './tracker';
+export { RTT_BUCKETS_SECONDS } from './buckets';
+export { TRACKED_STATUSES } from './labels';
+export type { TrackedStatus, TrackRole } from './labels';
 
 /** Options of {@link observeTcpMetrics}. */
 export interface ObserveTcpMetricsOptions extends TrackerOptions {

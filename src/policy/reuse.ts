@@ -6,11 +6,11 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
-import { kernel, stateOfFd } from './kernel';
-import { native } from './native';
-import type { ConnectionState } from './state';
-import { type Target, targetFd, tcpSocketFd } from './target';
+import { invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors';
+import { kernel, stateOfFd } from '../probe/kernel';
+import { native } from '../probe/native';
+import type { ConnectionState } from '../probe/state';
+import { type Target, targetFd, tcpSocketFd } from '../probe/target';
 
 /**
  * What bytes waiting unread on an idle connection mean, which depends on

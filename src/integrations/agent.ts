@@ -9,13 +9,13 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import type * as stream from 'node:stream';
-import { publishConnection, publishReuseCheck } from './channel';
-import { codedError, invalidArgType, type SockstateError } from './errors';
-import { native, unsupported } from './native';
-import { markReplaySafe, provenUndelivered, type RequestWatch, releaseWatch, watchRequest } from './replay';
-import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from './reuse';
-import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from './sockopt';
-import { NO_HANDLE, targetFd } from './target';
+import { publishConnection, publishReuseCheck } from '../policy/channel';
+import { codedError, invalidArgType, type SockstateError } from '../errors';
+import { native, unsupported } from '../probe/native';
+import { markReplaySafe, provenUndelivered, type RequestWatch, releaseWatch, watchRequest } from '../policy/replay';
+import { type ReuseOptions, type ReusePolicy, type ReuseReason, reusePolicy, reuseReasonWith } from '../policy/reuse';
+import { checkUserTimeout, type KeepAliveOptions, ownOption, parseKeepAlive, setKeepAlive, setUserTimeout } from '../probe/sockopt';
+import { NO_HANDLE, targetFd } from '../probe/target';
 
 type AddRequest = (req: http.ClientRequest, options: unknown, port?: unknown, localAddress?: unknown) => void;
 

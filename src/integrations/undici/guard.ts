@@ -23,10 +23,10 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection, publishReuseCheck, reuseCheckChannel } from '../channel';
-import { codedError, invalidArgType } from '../errors';
-import { type RequestWatch, releaseWatch, watchRequest } from '../replay';
-import { checkReusableWith, isReusableWith, type ReusePolicy, reusePolicy } from '../reuse';
+import { publishConnection, publishReuseCheck, reuseCheckChannel } from '../../policy/channel';
+import { codedError, invalidArgType } from '../../errors';
+import { type RequestWatch, releaseWatch, watchRequest } from '../../policy/replay';
+import { checkReusableWith, isReusableWith, type ReusePolicy, reusePolicy } from '../../policy/reuse';
 import { isReplayHandler, type ReplayGuard, type ReplayTarget, wrapForReplay } from './replay';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

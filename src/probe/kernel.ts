@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { systemError } from './errors';
+import { systemError } from '../errors';
 import { flagsState } from './flags';
 import { native, type NativeBinding, unsupported } from './native';
 import { noFd, type Target, targetFd } from './target';

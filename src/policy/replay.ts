@@ -26,9 +26,9 @@
  * @packageDocumentation
  */
 import type * as net from 'node:net';
-import { kernel } from './kernel';
-import { native } from './native';
-import { targetFd, tcpBytesRead } from './target';
+import { kernel } from '../probe/kernel';
+import { native } from '../probe/native';
+import { targetFd, tcpBytesRead } from '../probe/target';
 
 /**
  * What a guard knows about one request written on a reused connection.

@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { invalidArgType, outOfRange, type SockstateError, systemError } from './errors';
+import { invalidArgType, outOfRange, type SockstateError, systemError } from '../errors';
 import { flagsState } from './flags';
 import { type KernelProbe, kernel, withSocketFlags } from './kernel';
 import { native, unsupported } from './native';

@@ -13,8 +13,8 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { publishConnection } from './channel';
-import { invalidArgType, invalidArgValue } from './errors';
+import { publishConnection } from '../policy/channel';
+import { invalidArgType, invalidArgValue } from '../errors';
 import { guardPolicy, newGuard, type PoolGuard, type PoolGuardOptions, type PoolGuardStats, screen, statsOf } from './pool-guard';
 
 /** Options for {@link guardPool}: see {@link PoolGuardOptions}. */

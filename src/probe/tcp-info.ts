@@ -1,5 +1,5 @@
-import { codedError } from './errors';
-import type { LayoutField, NativeBinding } from './native';
+import { codedError } from '../errors';
+import type { LayoutField, NativeBinding } from './binding';
 import type { TcpStateName } from './state';
 
 /**

@@ -14,8 +14,8 @@
  *
  * @packageDocumentation
  */
-import { publishReplay } from '../channel';
-import { markReplaySafe, provenUndelivered, type RequestWatch, releaseWatch } from '../replay';
+import { publishReplay } from '../../policy/channel';
+import { markReplaySafe, provenUndelivered, type RequestWatch, releaseWatch } from '../../policy/replay';
 
 /** What a guarded dispatcher counts and decides about replays. */
 export interface ReplayGuard {

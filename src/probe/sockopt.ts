@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 import * as net from 'node:net';
-import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors';
+import { invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors';
 import { requireFd } from './kernel';
 import { type Target, targetFd } from './target';
 

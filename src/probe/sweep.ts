@@ -5,7 +5,7 @@
  */
 import * as net from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { codedError, type SockstateError, systemError } from './errors';
+import { codedError, type SockstateError, systemError } from '../errors';
 import { flagsState } from './flags';
 import { kernel } from './kernel';
 import { native, unsupported } from './native';

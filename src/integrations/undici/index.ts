@@ -17,12 +17,12 @@
  * @packageDocumentation
  */
 import type * as undici from 'undici';
-import { codedError } from './errors';
-import { requirePeer } from './peer';
-import type { ReuseOptions } from './reuse';
-import { bindPublic, type GuardedUndici, guardUndici, type UndiciModule } from './undici/guard';
+import { codedError } from '../../errors';
+import { requirePeer } from '../peer';
+import type { ReuseOptions } from '../../policy/reuse';
+import { bindPublic, type GuardedUndici, guardUndici, type UndiciModule } from './guard';
 
-export type { ReuseOptions } from './reuse';
+export type { ReuseOptions } from '../../policy/reuse';
 
 /** What the guarded dispatchers add to undici's options. */
 export interface GuardOptions {
