@@ -3,6 +3,7 @@ import * as diagnostics from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import type * as net from 'node:net';
 import * as os from 'node:os';
@@ -16,7 +17,8 @@ import { CONNECTION_CHANNEL, type ConnectionMessage, REPLAY_CHANNEL, type Replay
 import { connectionState } from '../src/index';
 import { type Figures, isReplaySafe, undelivered } from '../src/policy/replay';
 import { guardUndici, type UndiciModule } from '../src/integrations/undici/guard';
-import { fixtures } from './helpers/sockets';
+import { native } from '../src/probe/native';
+import { fixtures, listen } from './helpers/sockets';
 import { makeCertificate } from './helpers/tls';
 
 // The keep-alive race that no check before sending can see, made
@@ -444,6 +446,57 @@ describe('what is never replayed', () => {
     const second = settled[1]!;
     if (second.status === 'rejected') expect(isReplaySafe(second.reason)).toBe(false);
     await client.close();
+  });
+});
+
+describe('HTTP/2', () => {
+  it('an h2 connection is left to undici: no byte counts taken, nothing sent again; the same requests over HTTP/1.1 are watched', async () => {
+    const server = http2.createSecureServer({ key: certificate.key, cert: certificate.cert, allowHTTP1: true });
+    let sessions = 0;
+    server.on('session', () => {
+      sessions += 1;
+    });
+    server.on('request', (req, res) => {
+      req.resume();
+      req.on('end', () => res.end(`${req.httpVersion} ok`));
+    });
+    const port = await listen(server);
+    const binding = native! as unknown as { sample: (...args: unknown[]) => number };
+    const sample = binding.sample;
+    let samples = 0;
+    binding.sample = (...args: unknown[]) => {
+      samples += 1;
+      return sample.apply(native, args);
+    };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const guarded = guardUndici(require('undici7') as UndiciModule);
+    const connect = { rejectUnauthorized: false };
+    const run = async (allowH2: boolean): Promise<{ bodies: string[]; samples: number; agent: Dispatcher }> => {
+      const agent = new guarded.Agent({ allowH2, connect }) as unknown as Dispatcher;
+      samples = 0;
+      const bodies: string[] = [];
+      for (const id of ['a', 'b', 'c']) {
+        const res = await agent.request({ origin: `https://localhost:${port}`, path: '/', method: 'POST', headers: { 'x-id': id }, body: id });
+        bodies.push(await res.body.text());
+        await new Promise(setImmediate);
+      }
+      await agent.close();
+      return { bodies, samples, agent };
+    };
+    try {
+      const h2 = await run(true);
+      expect(h2.bodies).toEqual(['2.0 ok', '2.0 ok', '2.0 ok']);
+      expect(h2.samples).toBe(0);
+      expect(h2.agent.replayedRequests).toBe(0);
+      expect(sessions).toBe(1);
+      // The control: over HTTP/1.1 the two requests on the reused connection are watched.
+      const h1 = await run(false);
+      expect(h1.bodies).toEqual(['1.1 ok', '1.1 ok', '1.1 ok']);
+      expect(h1.samples).toBe(2);
+    } finally {
+      binding.sample = sample;
+      server.close();
+    }
   });
 });
 
