@@ -86,6 +86,15 @@ export class InterruptedError extends Error {
 
 const INTERRUPTS: readonly string[] = ['SIGHUP', 'SIGINT', 'SIGTERM'];
 
+// A clean-up command killed by a signal aimed at the group (a second
+// Ctrl-C between fork and setsid) is run again: the clean-up must finish
+// whatever arrives while it runs.
+function ipAgain(args: readonly string[]): IpResult {
+  let r = ip(args);
+  for (let tries = 1; tries < 4 && r.signal !== null && INTERRUPTS.includes(r.signal); tries++) r = ip(args);
+  return r;
+}
+
 function ipOrThrow(args: readonly string[]): string {
   const r = ip(args);
   if (r.signal !== null && INTERRUPTS.includes(r.signal)) {
@@ -152,13 +161,12 @@ export function createNamespace(purpose = 'demo'): Namespace {
     process.removeListener('exit', destroy);
     // Deleting the namespace deletes its end of the pair, and with it ours;
     // the explicit link delete covers a namespace that was never made.
-    const ns = ip(['netns', 'del', name]);
-    const link = ip(['link', 'del', hostIf]);
+    const ns = ipAgain(['netns', 'del', name]);
+    const link = ipAgain(['link', 'del', hostIf]);
     const gone = (r: IpResult) => r.status === 0 || /No such|Cannot find|does not exist/i.test(r.stderr);
     if (!gone(ns) || !gone(link)) {
-      process.stderr.write(
-        `sockstate: could not remove namespace ${name} / link ${hostIf}: ${ns.stderr.trim()} ${link.stderr.trim()}\n`,
-      );
+      const why = (r: IpResult): string => r.stderr.trim() || (r.signal === null ? `exit ${r.status}` : `killed by ${r.signal}`);
+      process.stderr.write(`sockstate: could not remove namespace ${name} / link ${hostIf}: ${why(ns)} ${why(link)}\n`);
     }
   };
   process.on('exit', destroy);
