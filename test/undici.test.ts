@@ -84,11 +84,14 @@ function expectStock(result: RaceResult, stock: Stock): void {
 function expectGuarded(result: RaceResult, synchronous = true): void {
   expect(result.raced).toBeGreaterThanOrEqual(1);
   expect(result).toMatchObject({ failures: 0, racedFailures: 0, codes: [] });
-  // On Node 26 the race's "raced" count over-counts as over TLS: Node can
-  // read the FIN first and undici drop the connection itself (measured:
-  // undici 7.30.2 from an I/O callback, 9 destroyed of 11 counted, 0
-  // failures). Nothing may fail on any line.
-  const exact = synchronous && NODE_MAJOR < 26;
+  // The race's "raced" count can over-count on any line, as over TLS: Node
+  // can read the FIN first and undici drop the connection itself (measured:
+  // undici 7.30.2 from an I/O callback, 9 destroyed of 11 counted on Node
+  // 26, 17 of 19 on Node 24, 0 failures each time). Nothing may fail, and
+  // the guard must have evicted; where dispatch is synchronous and the
+  // line is one where this was never seen (Node 20 and 22), every raced
+  // socket.
+  const exact = synchronous && NODE_MAJOR < 24;
   expect(result.staleSocketsDestroyed).toBeGreaterThanOrEqual(exact ? result.raced : 1);
 }
 
