@@ -171,7 +171,7 @@ function notADispatcher(): SockstateError {
 // The requests given a reused socket, each with its connection's byte
 // counts; weak, and kept off the request object, whose shape stays Node's.
 const watched = new WeakMap<http.ClientRequest, RequestWatch>();
-let onErrors = false;
+let subscribed = false;
 
 // Node publishes each request's 'error' on this channel right before it
 // emits it (every line from 20 on), 'socket hang up' included, which
@@ -184,6 +184,16 @@ function onRequestError(message: unknown): void {
   // A response began: whatever failed after it is no undelivered request.
   if ((request as { res?: unknown }).res != null) releaseWatch(watch);
   else if (provenUndelivered(watch)) markReplaySafe(error);
+}
+
+// A response began: the watch is let go now, so that the socket's later
+// close takes no figures for a request that was answered.
+function onResponse(message: unknown): void {
+  const { request } = message as { request: http.ClientRequest };
+  const watch = watched.get(request);
+  if (watch === undefined) return;
+  watched.delete(request);
+  releaseWatch(watch);
 }
 
 /**
@@ -205,9 +215,10 @@ function watchReused(socket: unknown, req: http.ClientRequest): void {
   }
   if (watch === null) return;
   watched.set(req, watch);
-  if (!onErrors) {
-    onErrors = true;
+  if (!subscribed) {
+    subscribed = true;
     diagnostics.subscribe('http.client.request.error', onRequestError);
+    diagnostics.subscribe('http.client.response.finish', onResponse);
   }
 }
 
